@@ -1,0 +1,180 @@
+/**
+ * The public description of an attention call and its validation into a
+ * normalized problem. Everything here runs before any GPU work, so every
+ * misuse becomes a typed error that names the field.
+ */
+import { BufferError, ScaleError, ShapeError, UnsupportedError } from '../errors.js';
+import { TENSOR_LAYOUTS, tensorElements, tensorStrides, type TensorDesc, type TensorLayout, type TensorStrides } from '../tiling/layout.js';
+import type { TileConfig } from '../tiling/tileConfig.js';
+import { BufferUsage } from '../runtime/usage.js';
+
+/** Head dimensions the kernels are built and tested for. */
+export const SUPPORTED_HEAD_DIMS = [32, 64, 80, 96, 128, 256] as const;
+
+/** Element types of Q/K/V/O in storage. */
+export type AttentionDType = 'f32';
+export const SUPPORTED_DTYPES: readonly AttentionDType[] = ['f32'];
+
+/** What a caller asks for when creating an attention operator. */
+export interface AttentionOptions {
+  /** Queries: `[B, H_q, S_q, D]`. */
+  q: TensorDesc;
+  /** Keys: `[B, H_kv, S_k, D]`; H_q must be a multiple of H_kv (grouped-query attention). */
+  k: TensorDesc;
+  /** Values: same shape as `k`. */
+  v: TensorDesc;
+  /** Output: same shape as `q` (its layout may differ); default `{ shape: q.shape, layout: q.layout }`. */
+  o?: TensorDesc;
+  /** Causal mask aligned to the end of the keys: query i sees keys ≤ i + (S_k − S_q). */
+  causal?: boolean;
+  /** Sliding window: each query sees its `window` most recent keys (itself included). */
+  window?: number;
+  /** Softmax scale; default 1/√D. */
+  scale?: number;
+  /** Storage type of Q/K/V/O; default `f32`. */
+  dtype?: AttentionDType;
+  /** Two-level tile configuration of the fused kernel; default: the best candidate that fits the device. */
+  tile?: TileConfig;
+}
+
+/** A buffer argument: the buffer itself, or a buffer and a byte offset into it. */
+export type BufferArg = GPUBuffer | { buffer: GPUBuffer; offset?: number };
+
+/** Buffers of one call. */
+export interface AttentionBuffers {
+  q: BufferArg;
+  k: BufferArg;
+  v: BufferArg;
+  o: BufferArg;
+}
+
+/** Per-call arguments besides the buffers. */
+export interface AttentionCallOptions {
+  /** Valid keys of each sequence (variable-length batches / padding): B integers in [0, S_k]; default S_k for all. */
+  kvLengths?: ArrayLike<number>;
+}
+
+export interface AttentionProblem {
+  batch: number;
+  headsQ: number;
+  headsKV: number;
+  seqQ: number;
+  seqK: number;
+  headDim: number;
+  groupSize: number;
+  causal: boolean;
+  window: number | undefined;
+  scale: number;
+  dtype: AttentionDType;
+  layouts: { q: TensorLayout; k: TensorLayout; v: TensorLayout; o: TensorLayout };
+  strides: { q: TensorStrides; k: TensorStrides; v: TensorStrides; o: TensorStrides };
+  /** Elements of each tensor. */
+  elements: { q: number; k: number; v: number; o: number };
+  bytesPerElement: number;
+}
+
+function checkShape(name: string, desc: TensorDesc | undefined): void {
+  if (!desc || !Array.isArray(desc.shape) || desc.shape.length !== 4)
+    throw new ShapeError(`${name}.shape`, `expected [batch, heads, seq, headDim], got ${JSON.stringify(desc?.shape)}`, 'an array of 4 positive integers');
+  desc.shape.forEach((x, i) => {
+    if (!Number.isInteger(x) || x <= 0) throw new ShapeError(`${name}.shape[${i}]`, `must be a positive integer, got ${x}`, 'integers ≥ 1');
+  });
+  if (desc.layout !== undefined && !TENSOR_LAYOUTS.includes(desc.layout))
+    throw new UnsupportedError(`${name}.layout`, `unknown layout ${JSON.stringify(desc.layout)}`, TENSOR_LAYOUTS.join(', '));
+}
+
+/** Validate options into a normalized problem, or throw a typed error naming the field. */
+export function normalizeProblem(options: AttentionOptions): AttentionProblem {
+  const { q, k, v } = options;
+  checkShape('q', q);
+  checkShape('k', k);
+  checkShape('v', v);
+  const o = options.o ?? { shape: q.shape, layout: q.layout };
+  checkShape('o', o);
+  const [B, Hq, Sq, D] = q.shape;
+  const [Bk, Hkv, Sk, Dk] = k.shape;
+  if (!(SUPPORTED_HEAD_DIMS as readonly number[]).includes(D))
+    throw new UnsupportedError('q.shape[3]', `head dimension ${D} is not supported`, SUPPORTED_HEAD_DIMS.join(', '));
+  if (Bk !== B) throw new ShapeError('k.shape[0]', `batch ${Bk} differs from q's ${B}`, `${B}`);
+  if (Dk !== D) throw new ShapeError('k.shape[3]', `head dimension ${Dk} differs from q's ${D}`, `${D}`);
+  k.shape.forEach((x, i) => {
+    if (v.shape[i] !== x) throw new ShapeError(`v.shape[${i}]`, `${v.shape[i]} differs from k.shape[${i}] = ${x}`, `${x} (v must have k's shape)`);
+  });
+  q.shape.forEach((x, i) => {
+    if (o.shape[i] !== x) throw new ShapeError(`o.shape[${i}]`, `${o.shape[i]} differs from q.shape[${i}] = ${x}`, `${x} (o must have q's shape)`);
+  });
+  if (Hq % Hkv !== 0) throw new ShapeError('q.shape[1]', `${Hq} query heads is not a multiple of ${Hkv} key/value heads`, `a multiple of ${Hkv}`);
+  const dtype = options.dtype ?? 'f32';
+  if (!SUPPORTED_DTYPES.includes(dtype)) throw new UnsupportedError('dtype', `${JSON.stringify(dtype)} is not supported by the f32 tier`, SUPPORTED_DTYPES.join(', '));
+  const scale = options.scale ?? 1 / Math.sqrt(D);
+  if (typeof scale !== 'number' || !Number.isFinite(scale) || scale === 0)
+    throw new ScaleError('scale', `must be a finite non-zero number, got ${scale}`, 'finite numbers ≠ 0 (default 1/√headDim)');
+  if (options.window !== undefined && (!Number.isInteger(options.window) || options.window <= 0))
+    throw new ShapeError('window', `must be a positive integer, got ${options.window}`, 'integers ≥ 1 (or omit for no window)');
+  const layouts = { q: q.layout ?? 'BHSD', k: k.layout ?? 'BHSD', v: v.layout ?? 'BHSD', o: o.layout ?? 'BHSD' } as const;
+  return {
+    batch: B,
+    headsQ: Hq,
+    headsKV: Hkv,
+    seqQ: Sq,
+    seqK: Sk,
+    headDim: D,
+    groupSize: Hq / Hkv,
+    causal: options.causal ?? false,
+    window: options.window,
+    scale,
+    dtype,
+    layouts,
+    strides: {
+      q: tensorStrides(layouts.q, Hq, Sq, D),
+      k: tensorStrides(layouts.k, Hkv, Sk, D),
+      v: tensorStrides(layouts.v, Hkv, Sk, D),
+      o: tensorStrides(layouts.o, Hq, Sq, D),
+    },
+    elements: { q: tensorElements(q.shape), k: tensorElements(k.shape), v: tensorElements(v.shape), o: tensorElements(o.shape) },
+    bytesPerElement: 4,
+  };
+}
+
+/** Validate per-sequence key lengths into a Uint32Array of B entries. */
+export function normalizeKvLengths(problem: AttentionProblem, kvLengths: ArrayLike<number> | undefined, out: Uint32Array): Uint32Array {
+  if (kvLengths === undefined) return out.fill(problem.seqK);
+  if (kvLengths.length !== problem.batch)
+    throw new ShapeError('kvLengths', `has ${kvLengths.length} entries`, `exactly one per sequence (${problem.batch})`);
+  for (let i = 0; i < kvLengths.length; i++) {
+    const n = kvLengths[i];
+    if (!Number.isInteger(n) || n < 0 || n > problem.seqK) throw new ShapeError(`kvLengths[${i}]`, `got ${n}`, `integers in [0, ${problem.seqK}]`);
+    out[i] = n;
+  }
+  return out;
+}
+
+export interface ResolvedBinding {
+  buffer: GPUBuffer;
+  offset: number;
+  size: number;
+}
+
+/** Check one buffer argument against what the kernel will read or write. */
+export function resolveBuffer(
+  field: string,
+  arg: BufferArg | undefined,
+  elements: number,
+  bytesPerElement: number,
+  limits: { minStorageBufferOffsetAlignment: number; maxStorageBufferBindingSize: number },
+): ResolvedBinding {
+  if (!arg) throw new BufferError(field, 'is missing', 'a GPUBuffer or { buffer, offset }');
+  const wrapped = 'buffer' in arg;
+  const buffer = wrapped ? arg.buffer : arg;
+  const offset = wrapped ? (arg.offset ?? 0) : 0;
+  if (!buffer || typeof (buffer as GPUBuffer).usage !== 'number') throw new BufferError(field, 'is not a GPUBuffer', 'a GPUBuffer or { buffer, offset }');
+  if ((buffer.usage & BufferUsage.STORAGE) === 0) throw new BufferError(`${field}.usage`, 'lacks GPUBufferUsage.STORAGE', 'buffers created with STORAGE usage');
+  if (!Number.isInteger(offset) || offset < 0 || offset % limits.minStorageBufferOffsetAlignment !== 0)
+    throw new BufferError(`${field}.offset`, `${offset} is not a multiple of ${limits.minStorageBufferOffsetAlignment}`, `non-negative multiples of ${limits.minStorageBufferOffsetAlignment}`);
+  const size = elements * bytesPerElement;
+  if (offset + size > buffer.size)
+    throw new BufferError(`${field}.size`, `needs ${size} bytes at offset ${offset} but the buffer has ${buffer.size}`, `buffers of at least ${offset + size} bytes`);
+  if (size > limits.maxStorageBufferBindingSize)
+    throw new BufferError(field, `a binding of ${size} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`, `at most ${limits.maxStorageBufferBindingSize} bytes per tensor (split the batch, or use the paged KV cache)`);
+  return { buffer, offset, size };
+}

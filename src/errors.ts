@@ -1,0 +1,79 @@
+/**
+ * Typed errors. Every misuse is reported before anything is dispatched, with the
+ * offending field and what would have been accepted, so callers can show the
+ * message as is or branch on `code`.
+ */
+
+export type FastAttentionErrorCode =
+  | 'shape'
+  | 'unsupported'
+  | 'buffer'
+  | 'scale'
+  | 'tile-config'
+  | 'device-lost'
+  | 'no-adapter';
+
+export class FastAttentionError extends Error {
+  readonly code: FastAttentionErrorCode;
+  /** The option or argument at fault, e.g. `shape.headDim` or `buffers.k`. */
+  readonly field: string;
+  /** Human-readable description of what is accepted. */
+  readonly allowed: string;
+
+  constructor(code: FastAttentionErrorCode, field: string, message: string, allowed: string) {
+    super(`${field}: ${message} (allowed: ${allowed})`);
+    this.name = new.target.name;
+    this.code = code;
+    this.field = field;
+    this.allowed = allowed;
+  }
+}
+
+/** Shapes, layouts or head counts that disagree with each other. */
+export class ShapeError extends FastAttentionError {
+  constructor(field: string, message: string, allowed: string) {
+    super('shape', field, message, allowed);
+  }
+}
+
+/** A value outside what the kernels implement (head dim, dtype, layout name). */
+export class UnsupportedError extends FastAttentionError {
+  constructor(field: string, message: string, allowed: string) {
+    super('unsupported', field, message, allowed);
+  }
+}
+
+/** A buffer that is missing, too small, misaligned or lacks a usage flag. */
+export class BufferError extends FastAttentionError {
+  constructor(field: string, message: string, allowed: string) {
+    super('buffer', field, message, allowed);
+  }
+}
+
+/** A non-finite or non-positive softmax scale. */
+export class ScaleError extends FastAttentionError {
+  constructor(field: string, message: string, allowed: string) {
+    super('scale', field, message, allowed);
+  }
+}
+
+/** A tile configuration that the device cannot run (storage, invocations, registers). */
+export class TileConfigError extends FastAttentionError {
+  constructor(field: string, message: string, allowed: string) {
+    super('tile-config', field, message, allowed);
+  }
+}
+
+/** The GPUDevice was lost; the runtime must be recreated. */
+export class DeviceLostError extends FastAttentionError {
+  constructor(reason: string) {
+    super('device-lost', 'device', `the GPUDevice was lost (${reason})`, 'a live device: create a new runtime');
+  }
+}
+
+/** No WebGPU adapter could be found. */
+export class NoAdapterError extends FastAttentionError {
+  constructor(message: string) {
+    super('no-adapter', 'adapter', message, 'an environment with WebGPU (a browser with navigator.gpu, or Node with the `webgpu` package)');
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * fastattention-webgpu: exact attention on WebGPU.
+ *
+ * @example
+ * ```ts
+ * import { FastAttentionRuntime } from 'fastattention-webgpu';
+ * const rt = await FastAttentionRuntime.create();
+ * const op = await rt.createPrefill({ q: { shape: [1, 8, 512, 64] }, k: { shape: [1, 8, 512, 64] }, v: { shape: [1, 8, 512, 64] }, causal: true });
+ * await op.run({ q, k, v, o });
+ * ```
+ */
+export * from './errors.js';
+export { FastAttentionRuntime, acquireDevice, type RuntimeOptions } from './runtime/runtime.js';
+export type { DeviceCapabilities, SubgroupMatrixConfig } from './runtime/capabilities.js';
+export { BufferLedger, type LedgerEntry } from './runtime/memory.js';
+export { BufferUsage, MapMode } from './runtime/usage.js';
+export { FlashAttentionPrefill } from './attention/flashAttentionPrefill.js';
+export {
+  SUPPORTED_HEAD_DIMS,
+  SUPPORTED_DTYPES,
+  normalizeProblem,
+  type AttentionOptions,
+  type AttentionBuffers,
+  type AttentionCallOptions,
+  type AttentionProblem,
+  type AttentionDType,
+  type BufferArg,
+} from './attention/problem.js';
+export type { EncodeTarget } from './attention/encode.js';
+export { attentionFlops, unmaskedPairs } from './attention/flops.js';
+export { cpuAttention } from './reference/cpuAttention.js';
+export * from './tiling/layout.js';
+export * from './tiling/mask.js';
+export * from './tiling/tileConfig.js';

@@ -1,0 +1,73 @@
+/**
+ * Compiles each (kernel, specialization, entry point) once per device. Bind
+ * group layouts are built from the reflected bindings, with the `params`
+ * binding given a dynamic offset so one pooled buffer serves every call.
+ */
+import { reflectKernel, specializeWgsl, type ReflectedBinding, type WgslConsts } from './wgsl.js';
+
+/** A WGSL kernel family: one `.wgsl` file. */
+export interface KernelSource {
+  name: string;
+  code: string;
+}
+
+export interface CompiledKernel {
+  pipeline: GPUComputePipeline;
+  bindGroupLayout: GPUBindGroupLayout;
+  bindings: ReflectedBinding[];
+  key: string;
+}
+
+/** Name of the binding that is read at a dynamic offset into a params pool. */
+export const PARAMS_BINDING = 'params';
+
+export class PipelineCache {
+  private readonly cache = new Map<string, Promise<CompiledKernel>>();
+  private compiled = 0;
+
+  constructor(private readonly device: GPUDevice) {}
+
+  /** Number of pipelines compiled so far (a cached lookup does not add one). */
+  get compiledCount(): number {
+    return this.compiled;
+  }
+
+  get(kernel: KernelSource, entryPoint: string, consts: WgslConsts): Promise<CompiledKernel> {
+    const key = `${kernel.name}:${entryPoint}:${JSON.stringify(Object.entries(consts).sort(([a], [b]) => a.localeCompare(b)))}`;
+    let hit = this.cache.get(key);
+    if (!hit) {
+      hit = this.compile(kernel, entryPoint, consts, key);
+      this.cache.set(key, hit);
+      hit.catch(() => this.cache.delete(key));
+    }
+    return hit;
+  }
+
+  private async compile(kernel: KernelSource, entryPoint: string, consts: WgslConsts, key: string): Promise<CompiledKernel> {
+    const code = specializeWgsl(kernel.code, consts);
+    const reflection = reflectKernel(code);
+    const bindings = reflection.bindings[entryPoint];
+    if (!bindings) throw new Error(`${kernel.name}.wgsl has no compute entry point ${entryPoint}`);
+    const bindGroupLayout = this.device.createBindGroupLayout({
+      label: `${kernel.name}.${entryPoint}`,
+      entries: bindings.map((b) => ({
+        binding: b.binding,
+        visibility: 4 /* GPUShaderStage.COMPUTE */,
+        buffer: { type: b.kind, hasDynamicOffset: b.name === PARAMS_BINDING },
+      })),
+    });
+    const module = this.device.createShaderModule({ label: kernel.name, code });
+    const info = await module.getCompilationInfo();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (errors.length > 0) {
+      throw new Error(`${kernel.name}.wgsl failed to compile:\n${errors.map((m) => `  ${m.lineNum}:${m.linePos} ${m.message}`).join('\n')}`);
+    }
+    const pipeline = await this.device.createComputePipelineAsync({
+      label: `${kernel.name}.${entryPoint}`,
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] }),
+      compute: { module, entryPoint },
+    });
+    this.compiled++;
+    return { pipeline, bindGroupLayout, bindings, key };
+  }
+}
