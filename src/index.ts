@@ -15,6 +15,7 @@ export type { DeviceCapabilities, SubgroupMatrixConfig } from './runtime/capabil
 export { BufferLedger, type LedgerEntry } from './runtime/memory.js';
 export { BufferUsage, MapMode } from './runtime/usage.js';
 export { FlashAttentionPrefill } from './attention/flashAttentionPrefill.js';
+export { StandardAttention, type StandardAttentionOptions } from './attention/standardAttention.js';
 export {
   SUPPORTED_HEAD_DIMS,
   SUPPORTED_DTYPES,

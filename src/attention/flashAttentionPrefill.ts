@@ -128,6 +128,11 @@ export class FlashAttentionPrefill {
     encodeDispatch(target, this.kernel.pipeline, group, [offset], this.workgroups, 'flashAttentionPrefill');
   }
 
+  /** Release the operator's parameter pool (pipelines and M-masks stay cached in the runtime). */
+  destroy(): void {
+    this.runtime.ledger.destroy(this.params.buffer);
+  }
+
   /** Encode, submit, and resolve when the GPU is done. */
   async run(buffers: AttentionBuffers, call: AttentionCallOptions = {}): Promise<void> {
     const encoder = this.runtime.device.createCommandEncoder();

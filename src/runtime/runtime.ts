@@ -12,6 +12,7 @@ import { PipelineCache } from './pipelineCache.js';
 import { BufferUsage } from './usage.js';
 import { FlashAttentionPrefill } from '../attention/flashAttentionPrefill.js';
 import type { AttentionOptions } from '../attention/problem.js';
+import { StandardAttention, type StandardAttentionOptions } from '../attention/standardAttention.js';
 
 export interface RuntimeOptions {
   /** Use this device (an LLM runner's own). The runtime never destroys a device it was given. */
@@ -130,6 +131,11 @@ export class FastAttentionRuntime {
    */
   createPrefill(options: AttentionOptions): Promise<FlashAttentionPrefill> {
     return FlashAttentionPrefill.create(this, options);
+  }
+
+  /** Create the standard-attention baseline (unfused, S×S intermediates) for one problem shape. */
+  createStandardAttention(options: StandardAttentionOptions): Promise<StandardAttention> {
+    return StandardAttention.create(this, options);
   }
 
   /** Release every buffer the runtime created, and the device if the runtime created it. */

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { TileConfigError } from '../../src/errors.js';
+import { checkTileConfig, chooseTileConfig, tileGeometry, type TileLimits } from '../../src/tiling/tileConfig.js';
+
+const swiftshader: TileLimits = { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256 };
+const h100: TileLimits = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024 };
+const browserDefault: TileLimits = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256 };
+
+describe('tile configurations', () => {
+  it('derives level-2 geometry', () => {
+    const g = tileGeometry({ blockQ: 32, blockKV: 16, rowsPerThread: 2, threadsPerRow: 16, kvStages: 2 }, 80);
+    expect(g.threads).toBe(256);
+    expect(g.colsPerThread).toBe(1);
+    expect(g.dimsPerThread).toBe(5);
+    // Q 32·80 + 2 stages · 16 · (81 + 80) + P 32·16 + scratch 32·16 words
+    expect(g.workgroupStorageBytes).toBe((2560 + 5152 + 512 + 512) * 4);
+  });
+
+  it('rejects configs that overflow workgroup storage, with the numbers', () => {
+    const tile = { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, kvStages: 2 as const };
+    expect(() => checkTileConfig(tile, 128, swiftshader)).toThrow(TileConfigError);
+    expect(() => checkTileConfig(tile, 128, swiftshader)).toThrow(/bytes of workgroup storage.*at most 32768/);
+  });
+
+  it('rejects too many invocations', () => {
+    const tile = { blockQ: 64, blockKV: 32, rowsPerThread: 1, threadsPerRow: 32, kvStages: 1 as const };
+    expect(() => checkTileConfig(tile, 32, h100)).toThrow(/2048 invocations/);
+  });
+
+  it('rejects register tiles over the budget', () => {
+    const tile = { blockQ: 32, blockKV: 64, rowsPerThread: 16, threadsPerRow: 2, kvStages: 1 as const };
+    expect(() => checkTileConfig(tile, 32, { ...h100, maxComputeWorkgroupStorageSize: 1 << 20 })).toThrow(/registers/);
+  });
+
+  it('rejects malformed fields by name', () => {
+    const base = { blockQ: 32, blockKV: 32, rowsPerThread: 2, threadsPerRow: 16, kvStages: 1 as const };
+    expect(() => checkTileConfig({ ...base, blockQ: 0 }, 64, h100)).toThrow(/tile.blockQ/);
+    expect(() => checkTileConfig({ ...base, rowsPerThread: 3 }, 64, h100)).toThrow(/tile.rowsPerThread/);
+    expect(() => checkTileConfig({ ...base, threadsPerRow: 5 }, 64, h100)).toThrow(/tile.threadsPerRow/);
+    expect(() => checkTileConfig({ ...base, kvStages: 3 as unknown as 1 }, 64, h100)).toThrow(/tile.kvStages/);
+  });
+
+  it('finds a default for every head dim on SwiftShader and an H100', () => {
+    for (const limits of [swiftshader, h100])
+      for (const d of [32, 64, 80, 96, 128, 256]) {
+        const tile = chooseTileConfig(d, limits);
+        expect(() => checkTileConfig(tile, d, limits)).not.toThrow();
+      }
+  });
+
+  it('on a 16 KiB device, fits head dims up to 128 and says why 256 does not', () => {
+    for (const d of [32, 64, 80, 96, 128]) expect(() => chooseTileConfig(d, browserDefault)).not.toThrow();
+    expect(() => chooseTileConfig(256, browserDefault)).toThrow(TileConfigError);
+  });
+});
