@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+/**
+ * `fastattn`: the command-line face of the library.
+ *   fastattn info                 adapter, features, limits, chosen tiles
+ *   fastattn bench [options]      standard vs FastAttention, table or --json
+ * Runs on the default adapter: the GPU when Vulkan finds one, otherwise the
+ * SwiftShader software adapter (re-executing itself with its driver selected).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { NoAdapterError } from './errors.js';
+import { createNodeRuntime } from './node.js';
+import { swiftShaderEnv } from './runtime/softwareAdapter.js';
+import { chooseTileConfig, type TileConfig } from './tiling/tileConfig.js';
+import { selfCheck } from './bench/selfCheck.js';
+import { formatBenchTable, runBench, type BenchCase, type BenchVariant } from './bench/suite.js';
+
+const USAGE = `usage: fastattn <info|check|bench> [options]
+  info                   adapter, features, limits and default tiles (JSON)
+  check [--cases N]      random problems vs the float64 CPU reference
+bench options:
+  --seq 512,1024,2048    sequence lengths (Sq = Sk)
+  --dim 64               head dims
+  --heads N --batch N    default: 4 heads on a software adapter, 32 on a GPU; batch 1
+  --causal both|true|false
+  --variants standard,fused
+  --tile Q,KV,TM,C,STAGES   force a two-level tile (blockQ,blockKV,rowsPerThread,threadsPerRow,kvStages)
+  --samples N            samples per median (default 9)
+  --peaks FILE           run this ceiling script (shared/gpu/peaks.mjs) first and report fractions of its f32 ceiling
+  --out FILE             results file (default bench/results/bench-<adapter>-<time>.json)
+  --json                 print the JSON report instead of the table`;
+
+function list(s: string | undefined, fallback: number[]): number[] {
+  return s ? s.split(',').map((x) => Number(x.trim())) : fallback;
+}
+
+function measureCeilings(script: string): Record<string, unknown> {
+  const r = spawnSync(process.execPath, [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (r.status !== 0 || !line) throw new Error(`${script} failed (exit ${r.status}): ${r.stderr.slice(-500)}`);
+  return JSON.parse(line) as Record<string, unknown>;
+}
+
+async function main(): Promise<number> {
+  const { positionals, values } = parseArgs({
+    allowPositionals: true,
+    options: {
+      seq: { type: 'string' },
+      dim: { type: 'string' },
+      heads: { type: 'string' },
+      batch: { type: 'string' },
+      causal: { type: 'string', default: 'both' },
+      variants: { type: 'string', default: 'standard,fused' },
+      tile: { type: 'string' },
+      samples: { type: 'string' },
+      peaks: { type: 'string' },
+      out: { type: 'string' },
+      cases: { type: 'string', default: '12' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  const command = positionals[0];
+  if (values.help || !['bench', 'info', 'check'].includes(command)) {
+    console.log(USAGE);
+    return values.help ? 0 : 2;
+  }
+
+  // Ceilings first, while the GPU is otherwise idle; same machine, same run.
+  const ceilings = values.peaks ? measureCeilings(values.peaks) : undefined;
+  let rt;
+  try {
+    rt = await createNodeRuntime();
+  } catch (e) {
+    if (!(e instanceof NoAdapterError) || process.env.FASTATTN_SOFTWARE_ADAPTER) throw e;
+    const env = swiftShaderEnv();
+    if (!env) throw e;
+    console.error('fastattn: no GPU adapter; using the SwiftShader software adapter');
+    const r = spawnSync(process.execPath, process.argv.slice(1), { stdio: 'inherit', env: { ...process.env, ...env, FASTATTN_SOFTWARE_ADAPTER: '1' } });
+    return r.status ?? 1;
+  }
+  const caps = rt.capabilities;
+  if (command === 'info') {
+    const tiles = Object.fromEntries([32, 64, 80, 96, 128, 256].map((d) => [d, chooseTileConfig(d, rt.tileLimits)]));
+    console.log(JSON.stringify({ ...caps, defaultTiles: tiles }, null, 2));
+    rt.destroy();
+    return 0;
+  }
+
+  if (command === 'check') {
+    const report = await selfCheck(rt, Number(values.cases), 1e-4, (c) => console.log(`${c.passed ? 'ok  ' : 'FAIL'} ${c.variant.padEnd(8)} ${c.label}: max abs error ${c.maxAbsError.toExponential(2)}`));
+    const failed = report.cases.filter((c) => !c.passed).length;
+    console.log(`${report.cases.length - failed} passed, ${failed} failed`);
+    rt.destroy();
+    return failed === 0 ? 0 : 1;
+  }
+
+  const soft = caps.adapter.isSoftware;
+  const seqs = list(values.seq, soft ? [512, 1024, 2048] : [1024, 2048, 4096]);
+  const dims = list(values.dim, soft ? [64] : [128]);
+  const heads = Number(values.heads ?? (soft ? 4 : 32));
+  const batch = Number(values.batch ?? 1);
+  const causals = values.causal === 'both' ? [false, true] : [values.causal === 'true'];
+  const variants = values.variants.split(',') as BenchVariant[];
+  let tile: TileConfig | undefined;
+  if (values.tile) {
+    const [blockQ, blockKV, rowsPerThread, threadsPerRow, kvStages] = values.tile.split(',').map(Number);
+    tile = { blockQ, blockKV, rowsPerThread, threadsPerRow, kvStages: kvStages as 1 | 2 };
+  }
+  const cases: BenchCase[] = [];
+  for (const headDim of dims) for (const seq of seqs) for (const causal of causals) cases.push({ batch, heads, seq, headDim, causal });
+  const report = await runBench(rt, {
+    cases,
+    variants,
+    tile,
+    samples: values.samples ? Number(values.samples) : undefined,
+    ceilings,
+    onProgress: (done, total, row) => {
+      if (!values.json && row) console.error(`[${done}/${total}] ${row.variant} ${row.shape.seq}${row.shape.causal ? ' causal' : ''}: ${row.timing.medianMs.toFixed(3)} ms`);
+    },
+  });
+  const slug = `${caps.adapter.vendor}-${caps.adapter.architecture || caps.adapter.device}`.replace(/[^A-Za-z0-9_.-]+/g, '_');
+  const out = values.out ?? join('bench', 'results', `bench-${slug}-${report.date.replace(/[:.]/g, '-')}.json`);
+  mkdirSync(join(out, '..'), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(values.json ? JSON.stringify(report, null, 2) : formatBenchTable(report));
+  if (!values.json) console.log(`results written to ${out}`);
+  rt.destroy();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e instanceof Error ? `fastattn: ${e.message}` : e);
+    process.exit(1);
+  },
+);
