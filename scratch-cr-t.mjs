@@ -1,0 +1,23 @@
+import chromium from '@sparticuz/chromium';
+import puppeteer from 'puppeteer-core';
+import http from 'node:http';
+const srv = http.createServer((q,r)=>{r.setHeader('content-type','text/html');r.end('<html><body>hi</body></html>')}).listen(0,'127.0.0.1');
+await new Promise(r=>srv.on('listening',r));
+const port = srv.address().port;
+const exe = await chromium.executablePath();
+console.log('exe', exe);
+const flags = process.argv.slice(2);
+const browser = await puppeteer.launch({ executablePath: exe, headless: true, args: ['--headless=new','--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking','--disable-component-update','--no-first-run','--disable-sync', ...flags] });
+console.log(await browser.version());
+const page = await browser.newPage();
+page.on('console', m=>console.log('console:', m.text()));
+await page.goto(`http://127.0.0.1:${port}/`);
+const r = await page.evaluate(async () => {
+  if (!navigator.gpu) return 'no navigator.gpu';
+  const a = await navigator.gpu.requestAdapter();
+  if (!a) return 'no adapter';
+  const d = await a.requestDevice();
+  return JSON.stringify({info: {vendor:a.info.vendor, arch:a.info.architecture, desc:a.info.description}, feats:[...a.features], lim: a.limits.maxComputeWorkgroupStorageSize});
+});
+console.log(r);
+await browser.close(); srv.close();
