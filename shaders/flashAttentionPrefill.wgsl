@@ -1,31 +1,51 @@
 // FastAttention prefill: FlashAttention-2 with two-level tiling and the tiling-mask.
 //
-// Grid: (query blocks, query heads, batch). A workgroup keeps BLOCK_Q query rows
-// (pre-scaled by scale·log2 e, so softmax uses exp2) in workgroup memory and
-// streams the keys of its non-empty key blocks BLOCK_KV rows at a time (level 1),
-// double-buffered when KV_STAGES = 2. Each invocation owns a register tile of
-// ROWS_PER_THREAD rows × COLS_PER_THREAD scores and ROWS_PER_THREAD ×
-// DIMS_PER_THREAD output accumulators (level 2). Online softmax keeps a running
-// max and sum per row; the output is divided by the sum once, at the end.
+// Grid: (query blocks, query heads, batch). Level 1: a workgroup owns BLOCK_Q
+// query rows and walks the non-empty key blocks of its row block, one K/V span
+// of BLOCK_KV keys per outer step. Level 2: each invocation owns a register tile
+// of ROWS_PER_THREAD × COLS_PER_THREAD scores and ROWS_PER_THREAD ×
+// 4·DIMS4_PER_THREAD output accumulators; the span reaches it through workgroup
+// memory in CHUNK-deep slices (CHUNK head dims of Q and K for S = Q·Kᵀ, CHUNK
+// keys of V for O += P·V), double-buffered when KV_STAGES = 2: the next slice is
+// loaded into registers before the current one is used and stored into the other
+// buffer after, so one barrier per slice suffices and global latency overlaps math.
+// Everything in workgroup memory is vec4 along the head dim.
 //
-// Empty key blocks are never visited (the loop range is computed), full blocks
-// apply no mask, partial blocks read their B-mask from the M-mask at offsets
-// computed per block (src/tiling/mask.ts is the specification of this arithmetic).
+// Softmax is online and in base 2 (scale·log2 e is folded into Q): a running max
+// and sum per row, the output divided by the sum once at the end. Rows that see no
+// key output 0.
 //
-// The constants below are defaults: src/runtime/wgsl.ts specializes them per pipeline.
+// Tiling-mask: the loop range skips empty key blocks; full blocks apply no mask;
+// partial blocks read their B-mask from the M-mask at offsets computed per block.
+// src/tiling/mask.ts is the specification of that arithmetic.
+//
+// The constants are defaults; src/runtime/wgsl.ts specializes them per pipeline.
 
 const HEAD_DIM: u32 = 64u;
 const BLOCK_Q: u32 = 32u;
 const BLOCK_KV: u32 = 32u;
 const ROWS_PER_THREAD: u32 = 2u;
 const THREADS_PER_ROW: u32 = 16u;
+const CHUNK: u32 = 8u;
 const KV_STAGES: u32 = 2u;
 const MASK_BLOCK: u32 = 32u;
 
-const THREADS: u32 = (BLOCK_Q / ROWS_PER_THREAD) * THREADS_PER_ROW;
+const ROW_GROUPS: u32 = BLOCK_Q / ROWS_PER_THREAD;
+const THREADS: u32 = ROW_GROUPS * THREADS_PER_ROW;
 const COLS_PER_THREAD: u32 = BLOCK_KV / THREADS_PER_ROW;
-const DIMS_PER_THREAD: u32 = (HEAD_DIM + THREADS_PER_ROW - 1u) / THREADS_PER_ROW;
-const K_PITCH: u32 = HEAD_DIM + 1u;
+const D4: u32 = HEAD_DIM / 4u;
+const CHUNK4: u32 = CHUNK / 4u;
+const DIMS4_PER_THREAD: u32 = (D4 + THREADS_PER_ROW - 1u) / THREADS_PER_ROW;
+// K rows are padded by one vec4 so that invocations reading consecutive keys hit distinct banks.
+const K_PITCH4: u32 = CHUNK4 + 1u;
+const Q_SLICE: u32 = BLOCK_Q * CHUNK4;
+const K_SLICE: u32 = BLOCK_KV * K_PITCH4;
+const V_SLICE: u32 = CHUNK * D4;
+const D_SLICES: u32 = HEAD_DIM / CHUNK;
+const KV_SLICES: u32 = BLOCK_KV / CHUNK;
+// vec4 loads per invocation to stage one slice (rounded up; the tail is guarded).
+const QK_LOADS: u32 = (BLOCK_Q * CHUNK4 + BLOCK_KV * CHUNK4 + THREADS - 1u) / THREADS;
+const V_LOADS: u32 = (V_SLICE + THREADS - 1u) / THREADS;
 const MASK_WIDTH: u32 = 3u * MASK_BLOCK;
 // Finite stand-in for −∞: exp2(x − m) stays well defined for fully masked rows.
 const NEG_BIG: f32 = -1.0e30;
@@ -42,6 +62,7 @@ struct Params {
   hasWindow: u32,
   window: u32,
   scaleLog2: f32,
+  // Element strides divided by 4: every stride is a multiple of the head dim.
   qBatch: u32, qHead: u32, qSeq: u32,
   kBatch: u32, kHead: u32, kSeq: u32,
   vBatch: u32, vHead: u32, vSeq: u32,
@@ -50,15 +71,15 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<vec4f>;
+@group(0) @binding(2) var<storage, read> k: array<vec4f>;
+@group(0) @binding(3) var<storage, read> v: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> o: array<vec4f>;
 @group(0) @binding(5) var<storage, read> mMask: array<u32>;
 
-var<workgroup> qTile: array<f32, BLOCK_Q * HEAD_DIM>;
-var<workgroup> kTile: array<f32, KV_STAGES * BLOCK_KV * K_PITCH>;
-var<workgroup> vTile: array<f32, KV_STAGES * BLOCK_KV * HEAD_DIM>;
+var<workgroup> qSlices: array<vec4f, KV_STAGES * Q_SLICE>;
+var<workgroup> kSlices: array<vec4f, KV_STAGES * K_SLICE>;
+var<workgroup> vSlices: array<vec4f, KV_STAGES * V_SLICE>;
 var<workgroup> pTile: array<f32, BLOCK_Q * BLOCK_KV>;
 var<workgroup> rowScratch: array<f32, BLOCK_Q * THREADS_PER_ROW>;
 
@@ -77,22 +98,54 @@ fn classifyEdge(alpha: i32, upper: bool, bound: i32, qStart: i32, rows: i32, kSt
   return vec2i(EDGE_CROSS, kStart - alpha * qStart - bound + i32(MASK_BLOCK));
 }
 
-// Stage keys [kStart, kStart + BLOCK_KV) into buffer `stage`; keys at or past
-// kvLen are zero so that uninitialised cache slots cannot leak NaN into P·V.
-fn stageKV(tid: u32, stage: u32, kStart: u32, kvLen: u32, kBase: u32, vBase: u32) {
-  for (var e = tid; e < BLOCK_KV * HEAD_DIM; e += THREADS) {
-    let r = e / HEAD_DIM;
-    let d = e % HEAD_DIM;
-    let key = kStart + r;
-    var kx = 0.0;
-    var vx = 0.0;
-    if (key < kvLen) {
-      kx = k[kBase + key * params.kSeq + d];
-      vx = v[vBase + key * params.vSeq + d];
-    }
-    kTile[(stage * BLOCK_KV + r) * K_PITCH + d] = kx;
-    vTile[(stage * BLOCK_KV + r) * HEAD_DIM + d] = vx;
+struct Block {
+  qBase: u32,   // vec4 index of (b, hq, 0, 0) in q
+  kBase: u32,
+  vBase: u32,
+  qStart: u32,
+  rows: u32,
+  kStart: u32,
+  kvLen: u32,
+}
+
+// The i-th vec4 this invocation stages for Q·Kᵀ slice `s` (head dims [4·CHUNK4·s, …)):
+// Q rows first, then K rows; zero outside the valid rows and keys.
+fn loadQK(blk: Block, tid: u32, i: u32, s: u32) -> vec4f {
+  let e = tid + i * THREADS;
+  let c4 = s * CHUNK4;
+  if (e < BLOCK_Q * CHUNK4) {
+    let r = e / CHUNK4;
+    if (r >= blk.rows) { return vec4f(0.0); }
+    return q[blk.qBase + (blk.qStart + r) * params.qSeq + c4 + e % CHUNK4] * params.scaleLog2;
   }
+  let f = e - BLOCK_Q * CHUNK4;
+  let key = blk.kStart + f / CHUNK4;
+  if (f >= BLOCK_KV * CHUNK4 || key >= blk.kvLen) { return vec4f(0.0); }
+  return k[blk.kBase + key * params.kSeq + c4 + f % CHUNK4];
+}
+
+fn storeQK(x: vec4f, tid: u32, i: u32, stage: u32) {
+  let e = tid + i * THREADS;
+  if (e < BLOCK_Q * CHUNK4) {
+    qSlices[stage * Q_SLICE + e] = x;
+    return;
+  }
+  let f = e - BLOCK_Q * CHUNK4;
+  if (f < BLOCK_KV * CHUNK4) { kSlices[stage * K_SLICE + (f / CHUNK4) * K_PITCH4 + f % CHUNK4] = x; }
+}
+
+// The i-th vec4 of V slice `s` (keys [kStart + CHUNK·s, …)); zero past kvLen so
+// uninitialised cache slots cannot leak NaN into P·V.
+fn loadV(blk: Block, tid: u32, i: u32, s: u32) -> vec4f {
+  let e = tid + i * THREADS;
+  let key = blk.kStart + s * CHUNK + e / D4;
+  if (e >= V_SLICE || key >= blk.kvLen) { return vec4f(0.0); }
+  return v[blk.vBase + key * params.vSeq + e % D4];
+}
+
+fn storeV(x: vec4f, tid: u32, i: u32, stage: u32) {
+  let e = tid + i * THREADS;
+  if (e < V_SLICE) { vSlices[stage * V_SLICE + e] = x; }
 }
 
 @compute @workgroup_size(THREADS)
@@ -107,17 +160,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   let offset = i32(kvLen) - i32(seqQ);
   let rowGroup = tid / THREADS_PER_ROW;
   let lane = tid % THREADS_PER_ROW;
-  let qBase = b * params.qBatch + hq * params.qHead;
-  let kBase = b * params.kBatch + hkv * params.kHead;
-  let vBase = b * params.vBatch + hkv * params.vHead;
-  let oBase = b * params.oBatch + hq * params.oHead;
-
-  for (var e = tid; e < BLOCK_Q * HEAD_DIM; e += THREADS) {
-    let r = e / HEAD_DIM;
-    var x = 0.0;
-    if (r < rows) { x = q[qBase + (qStart + r) * params.qSeq + e % HEAD_DIM] * params.scaleLog2; }
-    qTile[e] = x;
-  }
+  var blk = Block(
+    b * params.qBatch + hq * params.qHead,
+    b * params.kBatch + hkv * params.kHead,
+    b * params.vBatch + hkv * params.vHead,
+    qStart, rows, 0u, kvLen);
 
   // Key blocks outside [firstBlock, endBlock) are empty for every row of this block.
   var kBegin = 0;
@@ -133,46 +180,48 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 
   var m: array<f32, ROWS_PER_THREAD>;
   var l: array<f32, ROWS_PER_THREAD>;
-  var acc: array<f32, ROWS_PER_THREAD * DIMS_PER_THREAD>;
+  var acc: array<vec4f, ROWS_PER_THREAD * DIMS4_PER_THREAD>;
   var s: array<f32, ROWS_PER_THREAD * COLS_PER_THREAD>;
+  var qkNext: array<vec4f, QK_LOADS>;
+  var vNext: array<vec4f, V_LOADS>;
   for (var i = 0u; i < ROWS_PER_THREAD; i++) { m[i] = NEG_BIG; l[i] = 0.0; }
-  for (var i = 0u; i < ROWS_PER_THREAD * DIMS_PER_THREAD; i++) { acc[i] = 0.0; }
-
-  if (KV_STAGES == 2u && firstBlock < endBlock) { stageKV(tid, 0u, firstBlock * BLOCK_KV, kvLen, kBase, vBase); }
+  for (var i = 0u; i < ROWS_PER_THREAD * DIMS4_PER_THREAD; i++) { acc[i] = vec4f(0.0); }
 
   for (var kb = firstBlock; kb < endBlock; kb++) {
-    let kStart = kb * BLOCK_KV;
-    var stage = 0u;
-    if (KV_STAGES == 1u) {
-      workgroupBarrier(); // everyone is done with the previous span
-      stageKV(tid, 0u, kStart, kvLen, kBase, vBase);
-    } else {
-      stage = (kb - firstBlock) % 2u;
-    }
-    workgroupBarrier(); // span kb is staged; P and the scratch of step kb-1 are consumed
-    if (KV_STAGES == 2u && kb + 1u < endBlock) {
-      // The other buffer was last read before the barrier above.
-      stageKV(tid, 1u - stage, kStart + BLOCK_KV, kvLen, kBase, vBase);
-    }
+    blk.kStart = kb * BLOCK_KV;
 
-    // S = (Q·scale·log2 e) Kᵀ for this invocation's register tile.
+    // ---- S = (Q·scale·log2 e)·Kᵀ, streamed over head-dim slices ----
     for (var i = 0u; i < ROWS_PER_THREAD * COLS_PER_THREAD; i++) { s[i] = 0.0; }
-    let kOff = stage * BLOCK_KV * K_PITCH;
-    for (var d = 0u; d < HEAD_DIM; d++) {
-      var qv: array<f32, ROWS_PER_THREAD>;
-      for (var i = 0u; i < ROWS_PER_THREAD; i++) { qv[i] = qTile[(rowGroup * ROWS_PER_THREAD + i) * HEAD_DIM + d]; }
-      for (var j = 0u; j < COLS_PER_THREAD; j++) {
-        let kx = kTile[kOff + (lane + j * THREADS_PER_ROW) * K_PITCH + d];
-        for (var i = 0u; i < ROWS_PER_THREAD; i++) { s[i * COLS_PER_THREAD + j] = fma(qv[i], kx, s[i * COLS_PER_THREAD + j]); }
+    for (var i = 0u; i < QK_LOADS; i++) { qkNext[i] = loadQK(blk, tid, i, 0u); }
+    for (var ds = 0u; ds < D_SLICES; ds++) {
+      let stage = ds % KV_STAGES;
+      // Single-buffered: wait until everyone is done with the buffer we overwrite.
+      if (KV_STAGES == 1u) { workgroupBarrier(); }
+      for (var i = 0u; i < QK_LOADS; i++) { storeQK(qkNext[i], tid, i, stage); }
+      workgroupBarrier();
+      if (ds + 1u < D_SLICES) {
+        for (var i = 0u; i < QK_LOADS; i++) { qkNext[i] = loadQK(blk, tid, i, ds + 1u); }
+      }
+      let qOff = stage * Q_SLICE + rowGroup * ROWS_PER_THREAD * CHUNK4;
+      let kOff = stage * K_SLICE + lane * K_PITCH4;
+      for (var c = 0u; c < CHUNK4; c++) {
+        var qv: array<vec4f, ROWS_PER_THREAD>;
+        for (var i = 0u; i < ROWS_PER_THREAD; i++) { qv[i] = qSlices[qOff + i * CHUNK4 + c]; }
+        for (var j = 0u; j < COLS_PER_THREAD; j++) {
+          let kv = kSlices[kOff + j * THREADS_PER_ROW * K_PITCH4 + c];
+          for (var i = 0u; i < ROWS_PER_THREAD; i++) { s[i * COLS_PER_THREAD + j] += dot(qv[i], kv); }
+        }
       }
     }
+    // With two stages, the next writes to this slice's buffer come after the
+    // barriers below, which every invocation passes only when done reading it.
 
-    // Tiling-mask: full blocks skip this entirely; partial ones OR their M-mask windows.
-    let eLen = classifyEdge(0, true, i32(kvLen) - 1, i32(qStart), i32(rows), i32(kStart));
+    // ---- tiling-mask: full blocks skip this; partial ones OR their M-mask windows ----
+    let eLen = classifyEdge(0, true, i32(kvLen) - 1, i32(qStart), i32(rows), i32(blk.kStart));
     var eCausal = vec2i(EDGE_NONE, 0);
     var eWindow = vec2i(EDGE_NONE, 0);
-    if (params.causal != 0u) { eCausal = classifyEdge(1, true, offset, i32(qStart), i32(rows), i32(kStart)); }
-    if (params.hasWindow != 0u) { eWindow = classifyEdge(1, false, offset - i32(params.window) + 1, i32(qStart), i32(rows), i32(kStart)); }
+    if (params.causal != 0u) { eCausal = classifyEdge(1, true, offset, i32(qStart), i32(rows), i32(blk.kStart)); }
+    if (params.hasWindow != 0u) { eWindow = classifyEdge(1, false, offset - i32(params.window) + 1, i32(qStart), i32(rows), i32(blk.kStart)); }
     if (eLen.x == EDGE_CROSS || eCausal.x == EDGE_CROSS || eWindow.x == EDGE_CROSS) {
       for (var i = 0u; i < ROWS_PER_THREAD; i++) {
         let rowBase = (rowGroup * ROWS_PER_THREAD + i) * MASK_WIDTH;
@@ -187,7 +236,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
       }
     }
 
-    // Row max across the THREADS_PER_ROW invocations of a row group.
+    // ---- online softmax: row max across the THREADS_PER_ROW invocations of a row group ----
     for (var i = 0u; i < ROWS_PER_THREAD; i++) {
       var mx = NEG_BIG;
       for (var j = 0u; j < COLS_PER_THREAD; j++) { mx = max(mx, s[i * COLS_PER_THREAD + j]); }
@@ -209,38 +258,50 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
       }
       // Each invocation keeps the partial sum of its own columns; they are added once at the end.
       l[i] = l[i] * alpha + sum;
-      for (var t = 0u; t < DIMS_PER_THREAD; t++) { acc[i * DIMS_PER_THREAD + t] *= alpha; }
+      for (var t = 0u; t < DIMS4_PER_THREAD; t++) { acc[i * DIMS4_PER_THREAD + t] *= alpha; }
     }
-    workgroupBarrier();
 
-    // O += P·V for this invocation's rows and head-dim columns.
-    let vOff = stage * BLOCK_KV * HEAD_DIM;
-    for (var kk = 0u; kk < BLOCK_KV; kk++) {
-      var pv: array<f32, ROWS_PER_THREAD>;
-      for (var i = 0u; i < ROWS_PER_THREAD; i++) { pv[i] = pTile[(rowGroup * ROWS_PER_THREAD + i) * BLOCK_KV + kk]; }
-      for (var t = 0u; t < DIMS_PER_THREAD; t++) {
-        let col = min(lane + t * THREADS_PER_ROW, HEAD_DIM - 1u);
-        let vx = vTile[vOff + kk * HEAD_DIM + col];
-        for (var i = 0u; i < ROWS_PER_THREAD; i++) { acc[i * DIMS_PER_THREAD + t] = fma(pv[i], vx, acc[i * DIMS_PER_THREAD + t]); }
+    // ---- O += P·V, streamed over key slices ----
+    for (var i = 0u; i < V_LOADS; i++) { vNext[i] = loadV(blk, tid, i, 0u); }
+    for (var ks = 0u; ks < KV_SLICES; ks++) {
+      let stage = ks % KV_STAGES;
+      if (KV_STAGES == 1u) { workgroupBarrier(); }
+      for (var i = 0u; i < V_LOADS; i++) { storeV(vNext[i], tid, i, stage); }
+      workgroupBarrier(); // also publishes P and retires the row scratch
+      if (ks + 1u < KV_SLICES) {
+        for (var i = 0u; i < V_LOADS; i++) { vNext[i] = loadV(blk, tid, i, ks + 1u); }
+      }
+      for (var kk = 0u; kk < CHUNK; kk++) {
+        let key = ks * CHUNK + kk;
+        var pv: array<f32, ROWS_PER_THREAD>;
+        for (var i = 0u; i < ROWS_PER_THREAD; i++) { pv[i] = pTile[(rowGroup * ROWS_PER_THREAD + i) * BLOCK_KV + key]; }
+        for (var t = 0u; t < DIMS4_PER_THREAD; t++) {
+          let col4 = min(lane + t * THREADS_PER_ROW, D4 - 1u);
+          let vx = vSlices[stage * V_SLICE + kk * D4 + col4];
+          for (var i = 0u; i < ROWS_PER_THREAD; i++) { acc[i * DIMS4_PER_THREAD + t] = fma(vec4f(pv[i]), vx, acc[i * DIMS4_PER_THREAD + t]); }
+        }
       }
     }
+    // No barrier here: the next block's first writes (slice stage 0, scratch, P)
+    // all come after at least one barrier that every invocation reaches only
+    // once it is done with this block.
   }
 
-  // Sum the partial row sums, then rescale once. Rows that saw no key give 0.
-  workgroupBarrier();
+  // ---- epilogue: add the partial row sums, rescale once; rows that saw no key give 0 ----
   for (var i = 0u; i < ROWS_PER_THREAD; i++) {
     rowScratch[(rowGroup * ROWS_PER_THREAD + i) * THREADS_PER_ROW + lane] = l[i];
   }
   workgroupBarrier();
+  let oBase = b * params.oBatch + hq * params.oHead;
   for (var i = 0u; i < ROWS_PER_THREAD; i++) {
     let r = rowGroup * ROWS_PER_THREAD + i;
     if (r >= rows) { continue; }
     var total = 0.0;
     for (var t = 0u; t < THREADS_PER_ROW; t++) { total += rowScratch[r * THREADS_PER_ROW + t]; }
     let inv = select(0.0, 1.0 / total, total > 0.0);
-    for (var t = 0u; t < DIMS_PER_THREAD; t++) {
-      let col = lane + t * THREADS_PER_ROW;
-      if (col < HEAD_DIM) { o[oBase + (qStart + r) * params.oSeq + col] = acc[i * DIMS_PER_THREAD + t] * inv; }
+    for (var t = 0u; t < DIMS4_PER_THREAD; t++) {
+      let col4 = lane + t * THREADS_PER_ROW;
+      if (col4 < D4) { o[oBase + (qStart + r) * params.oSeq + col4] = acc[i * DIMS4_PER_THREAD + t] * inv; }
     }
   }
 }

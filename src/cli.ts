@@ -26,7 +26,7 @@ bench options:
   --heads N --batch N    default: 1 head on a software adapter, 32 on a GPU; batch 1
   --causal both|true|false
   --variants standard,fused
-  --tile Q,KV,TM,C,STAGES   force a two-level tile (blockQ,blockKV,rowsPerThread,threadsPerRow,kvStages)
+  --tile Q,KV,TM,C,CHUNK,STAGES   force a two-level tile (blockQ,blockKV,rowsPerThread,threadsPerRow,chunk,kvStages)
   --samples N            samples per median (default 9)
   --peaks FILE           run this ceiling script (shared/gpu/peaks.mjs) first and report fractions of its f32 ceiling
   --out FILE             results file (default bench/results/bench-<adapter>-<time>.json)
@@ -107,8 +107,8 @@ async function main(): Promise<number> {
   const variants = values.variants.split(',') as BenchVariant[];
   let tile: TileConfig | undefined;
   if (values.tile) {
-    const [blockQ, blockKV, rowsPerThread, threadsPerRow, kvStages] = values.tile.split(',').map(Number);
-    tile = { blockQ, blockKV, rowsPerThread, threadsPerRow, kvStages: kvStages as 1 | 2 };
+    const [blockQ, blockKV, rowsPerThread, threadsPerRow, chunk, kvStages] = values.tile.split(',').map(Number);
+    tile = { blockQ, blockKV, rowsPerThread, threadsPerRow, chunk, kvStages: kvStages as 1 | 2 };
   }
   const cases: BenchCase[] = [];
   for (const headDim of dims) for (const seq of seqs) for (const causal of causals) cases.push({ batch, heads, seq, headDim, causal });

@@ -66,6 +66,7 @@ export class FlashAttentionPrefill {
       BLOCK_KV: tile.blockKV,
       ROWS_PER_THREAD: tile.rowsPerThread,
       THREADS_PER_ROW: tile.threadsPerRow,
+      CHUNK: tile.chunk,
       KV_STAGES: tile.kvStages,
       MASK_BLOCK: geometry.maskBlock,
     });
@@ -102,6 +103,7 @@ export class FlashAttentionPrefill {
     const v = resolveBuffer('buffers.v', buffers.v, p.elements.v, p.bytesPerElement, limits);
     const o = resolveBuffer('buffers.o', buffers.o, p.elements.o, p.bytesPerElement, limits);
     const kvLen = normalizeKvLengths(p, call.kvLengths, this.kvScratch);
+    // The kernel indexes Q/K/V/O as vec4: every stride is a multiple of the head dim, hence of 4.
     const s = p.strides;
     const offset = this.params.offsetFor({
       seqQ: p.seqQ,
@@ -111,10 +113,10 @@ export class FlashAttentionPrefill {
       hasWindow: p.window !== undefined ? 1 : 0,
       window: p.window ?? 0,
       scaleLog2: p.scale * Math.LOG2E,
-      qBatch: s.q.batch, qHead: s.q.head, qSeq: s.q.seq,
-      kBatch: s.k.batch, kHead: s.k.head, kSeq: s.k.seq,
-      vBatch: s.v.batch, vHead: s.v.head, vSeq: s.v.seq,
-      oBatch: s.o.batch, oHead: s.o.head, oSeq: s.o.seq,
+      qBatch: s.q.batch / 4, qHead: s.q.head / 4, qSeq: s.q.seq / 4,
+      kBatch: s.k.batch / 4, kHead: s.k.head / 4, kSeq: s.k.seq / 4,
+      vBatch: s.v.batch / 4, vHead: s.v.head / 4, vSeq: s.v.seq / 4,
+      oBatch: s.o.batch / 4, oHead: s.o.head / 4, oSeq: s.o.seq / 4,
       kvLen,
     });
     const group = this.runtime.bindGroups.get(this.kernel.bindGroupLayout, this.kernel.key, [

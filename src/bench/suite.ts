@@ -136,7 +136,7 @@ export function formatBenchTable(report: BenchReport): string {
   const body = report.rows.map((r) => [
     `${r.variant} (${r.tier})`,
     caseLabel(r.shape),
-    r.tile ? `${r.tile.blockQ}x${r.tile.blockKV} ${r.tile.rowsPerThread}x${r.tile.threadsPerRow} s${r.tile.kvStages}` : '-',
+    r.tile ? `${r.tile.blockQ}x${r.tile.blockKV} ${r.tile.rowsPerThread}x${r.tile.threadsPerRow} c${r.tile.chunk} s${r.tile.kvStages}` : '-',
     Number.isFinite(r.timing.medianMs) ? r.timing.medianMs.toFixed(3) : (r.note ?? 'n/a'),
     Number.isFinite(r.tflops) ? r.tflops.toFixed(r.tflops < 1 ? 4 : 2) : '-',
     r.speedupVsStandard !== null ? `${r.speedupVsStandard.toFixed(2)}x` : '-',

@@ -1,14 +1,14 @@
 /**
  * Two-level tile configurations of the fused kernel and their fit on a device.
  *
- * Level 1 (workgroup): `blockQ` query rows stay resident while the workgroup
- * streams K/V through workgroup memory `blockKV` rows at a time, with
- * `kvStages` = 2 for double buffering (the next span is stored while the current
- * one is used, one barrier fewer per step).
+ * Level 1 (workgroup): a workgroup owns `blockQ` query rows and walks its key
+ * blocks one K/V span of `blockKV` keys per outer step.
  * Level 2 (invocation): the workgroup is (blockQ / rowsPerThread) row groups of
  * `threadsPerRow` invocations; each invocation owns a register tile of
  * rowsPerThread × (blockKV / threadsPerRow) scores and
- * rowsPerThread × ceil(headDim / threadsPerRow) output accumulators.
+ * rowsPerThread × 4·ceil(headDim / 4 / threadsPerRow) output accumulators. The
+ * span reaches the registers through workgroup memory in `chunk`-deep slices
+ * (head dims of Q and K, keys of V), double-buffered when `kvStages` = 2.
  */
 import { TileConfigError } from '../errors.js';
 
@@ -21,7 +21,9 @@ export interface TileConfig {
   rowsPerThread: number;
   /** C: invocations sharing a row group; each computes blockKV / C scores per row (level 2). */
   threadsPerRow: number;
-  /** 2 = double-buffered K/V span, 1 = single buffer. */
+  /** Depth of the slices staged through workgroup memory: head dims of Q/K, keys of V (a multiple of 4). */
+  chunk: number;
+  /** 2 = double-buffered slices (load the next while computing on this one), 1 = single buffer. */
   kvStages: 1 | 2;
 }
 
@@ -40,10 +42,8 @@ export interface TileGeometry {
   rowGroups: number;
   /** TN: scores per row per invocation. */
   colsPerThread: number;
-  /** TD: output columns per row per invocation. */
-  dimsPerThread: number;
-  /** Row pitch of the staged K tile, padded by one word so column reads hit distinct banks. */
-  kPitch: number;
+  /** Output vec4 columns per row per invocation. */
+  dims4PerThread: number;
   /** bMax of the M-mask: the largest block side. */
   maskBlock: number;
   workgroupStorageBytes: number;
@@ -59,22 +59,22 @@ function isPositiveInt(x: number): boolean {
 /** Derive the geometry of a config (no device checks; see {@link checkTileConfig}). */
 export function tileGeometry(tile: TileConfig, headDim: number): TileGeometry {
   const rowGroups = tile.blockQ / tile.rowsPerThread;
+  const threads = rowGroups * tile.threadsPerRow;
   const colsPerThread = tile.blockKV / tile.threadsPerRow;
-  const dimsPerThread = Math.ceil(headDim / tile.threadsPerRow);
-  const kPitch = headDim + 1;
+  const dims4PerThread = Math.ceil(headDim / 4 / tile.threadsPerRow);
   const words =
-    tile.blockQ * headDim + // Q tile
-    tile.kvStages * tile.blockKV * (kPitch + headDim) + // K and V spans
+    tile.kvStages * (tile.blockQ * tile.chunk + tile.blockKV * (tile.chunk + 4) + tile.chunk * headDim) + // Q, K (padded), V slices
     tile.blockQ * tile.blockKV + // P tile
     tile.blockQ * tile.threadsPerRow; // row-reduction scratch
-  // scores + accumulators + running max/sum/rescale per row + operands in flight + indexing
-  const registers = tile.rowsPerThread * (colsPerThread + dimsPerThread + 3) + colsPerThread + dimsPerThread + 16;
+  const stagingVec4 = Math.ceil(((tile.blockQ + tile.blockKV) * tile.chunk) / 4 / threads) + Math.ceil((tile.chunk * headDim) / 4 / threads);
+  // scores + accumulators + running max/sum/rescale per row + prefetched slices + Q operands + indexing
+  const registers =
+    tile.rowsPerThread * (colsPerThread + 4 * dims4PerThread + 3) + 4 * stagingVec4 + 4 * tile.rowsPerThread + 4 + 16;
   return {
-    threads: rowGroups * tile.threadsPerRow,
+    threads,
     rowGroups,
     colsPerThread,
-    dimsPerThread,
-    kPitch,
+    dims4PerThread,
     maskBlock: Math.max(tile.blockQ, tile.blockKV),
     workgroupStorageBytes: words * 4,
     registersPerThread: registers,
@@ -86,7 +86,7 @@ export function tileGeometry(tile: TileConfig, headDim: number): TileGeometry {
  * with the numbers, or return the geometry.
  */
 export function checkTileConfig(tile: TileConfig, headDim: number, limits: TileLimits): TileGeometry {
-  for (const key of ['blockQ', 'blockKV', 'rowsPerThread', 'threadsPerRow'] as const) {
+  for (const key of ['blockQ', 'blockKV', 'rowsPerThread', 'threadsPerRow', 'chunk'] as const) {
     if (!isPositiveInt(tile[key])) throw new TileConfigError(`tile.${key}`, `must be a positive integer, got ${tile[key]}`, 'integers ≥ 1');
   }
   if (tile.kvStages !== 1 && tile.kvStages !== 2) throw new TileConfigError('tile.kvStages', `got ${tile.kvStages}`, '1 or 2');
@@ -94,6 +94,8 @@ export function checkTileConfig(tile: TileConfig, headDim: number, limits: TileL
     throw new TileConfigError('tile.rowsPerThread', `${tile.rowsPerThread} does not divide blockQ = ${tile.blockQ}`, `divisors of ${tile.blockQ}`);
   if (tile.blockKV % tile.threadsPerRow !== 0)
     throw new TileConfigError('tile.threadsPerRow', `${tile.threadsPerRow} does not divide blockKV = ${tile.blockKV}`, `divisors of ${tile.blockKV}`);
+  if (tile.chunk % 4 !== 0 || headDim % tile.chunk !== 0 || tile.blockKV % tile.chunk !== 0)
+    throw new TileConfigError('tile.chunk', `${tile.chunk} must be a multiple of 4 dividing headDim ${headDim} and blockKV ${tile.blockKV}`, 'multiples of 4 dividing both');
   const g = tileGeometry(tile, headDim);
   const maxThreads = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
   if (g.threads > maxThreads)
@@ -105,14 +107,14 @@ export function checkTileConfig(tile: TileConfig, headDim: number, limits: TileL
   if (g.workgroupStorageBytes > limits.maxComputeWorkgroupStorageSize)
     throw new TileConfigError(
       'tile',
-      `needs ${g.workgroupStorageBytes} bytes of workgroup storage at headDim ${headDim} (Q ${tile.blockQ}×${headDim}, ${tile.kvStages} K/V stage(s) of ${tile.blockKV} rows, P ${tile.blockQ}×${tile.blockKV})`,
+      `needs ${g.workgroupStorageBytes} bytes of workgroup storage at headDim ${headDim} (${tile.kvStages} stage(s) of ${tile.chunk}-deep Q/K/V slices, P ${tile.blockQ}×${tile.blockKV})`,
       `at most ${limits.maxComputeWorkgroupStorageSize} bytes on this device`,
     );
   const budget = limits.registerBudget ?? DEFAULT_REGISTER_BUDGET;
   if (g.registersPerThread > budget)
     throw new TileConfigError(
       'tile',
-      `needs an estimated ${g.registersPerThread} registers per invocation (rowsPerThread ${tile.rowsPerThread} × (${g.colsPerThread} scores + ${g.dimsPerThread} outputs + 3) + operands)`,
+      `needs an estimated ${g.registersPerThread} registers per invocation (rowsPerThread ${tile.rowsPerThread} × (${g.colsPerThread} scores + ${4 * g.dims4PerThread} outputs + 3) + staging and operands)`,
       `at most ${budget} (the register budget)`,
     );
   return g;
@@ -123,14 +125,14 @@ export function checkTileConfig(tile: TileConfig, headDim: number, limits: TileL
  * is the default (the tuner of the fast-path work replaces this list per adapter).
  */
 export const TILE_CANDIDATES: readonly TileConfig[] = [
-  { blockQ: 64, blockKV: 32, rowsPerThread: 4, threadsPerRow: 16, kvStages: 2 },
-  { blockQ: 32, blockKV: 32, rowsPerThread: 2, threadsPerRow: 16, kvStages: 2 },
-  { blockQ: 32, blockKV: 16, rowsPerThread: 2, threadsPerRow: 16, kvStages: 2 },
-  { blockQ: 32, blockKV: 32, rowsPerThread: 2, threadsPerRow: 16, kvStages: 1 },
-  { blockQ: 32, blockKV: 16, rowsPerThread: 2, threadsPerRow: 16, kvStages: 1 },
-  { blockQ: 16, blockKV: 16, rowsPerThread: 1, threadsPerRow: 16, kvStages: 1 },
-  { blockQ: 16, blockKV: 8, rowsPerThread: 1, threadsPerRow: 8, kvStages: 1 },
-  { blockQ: 8, blockKV: 8, rowsPerThread: 1, threadsPerRow: 8, kvStages: 1 },
+  { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 8, kvStages: 2 },
+  { blockQ: 32, blockKV: 64, rowsPerThread: 2, threadsPerRow: 16, chunk: 8, kvStages: 2 },
+  { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 8, kvStages: 1 },
+  { blockQ: 32, blockKV: 64, rowsPerThread: 2, threadsPerRow: 16, chunk: 8, kvStages: 1 },
+  { blockQ: 32, blockKV: 32, rowsPerThread: 2, threadsPerRow: 16, chunk: 8, kvStages: 2 },
+  { blockQ: 16, blockKV: 32, rowsPerThread: 1, threadsPerRow: 16, chunk: 8, kvStages: 1 },
+  { blockQ: 16, blockKV: 16, rowsPerThread: 1, threadsPerRow: 16, chunk: 8, kvStages: 1 },
+  { blockQ: 8, blockKV: 16, rowsPerThread: 1, threadsPerRow: 8, chunk: 4, kvStages: 1 },
 ];
 
 /** The first candidate that fits; throws the last candidate's error when none does. */

@@ -11,13 +11,13 @@ import { emptyBuffer, maxAbsDiff, randn, readback, rng, sharedRuntime, upload } 
 
 /** Level-1 × level-2 shapes exercised: square and not, single and double buffered, odd sizes, threadsPerRow not dividing D. */
 const TILES: Record<string, TileConfig> = {
-  'q32 kv16 2x16 double': { blockQ: 32, blockKV: 16, rowsPerThread: 2, threadsPerRow: 16, kvStages: 2 },
-  'q16 kv16 1x16 single': { blockQ: 16, blockKV: 16, rowsPerThread: 1, threadsPerRow: 16, kvStages: 1 },
-  'q8 kv8 1x8 single': { blockQ: 8, blockKV: 8, rowsPerThread: 1, threadsPerRow: 8, kvStages: 1 },
-  'q16 kv8 2x8 double': { blockQ: 16, blockKV: 8, rowsPerThread: 2, threadsPerRow: 8, kvStages: 2 },
-  'q32 kv32 4x8 single': { blockQ: 32, blockKV: 32, rowsPerThread: 4, threadsPerRow: 8, kvStages: 1 },
-  'q24 kv12 3x4 double (odd)': { blockQ: 24, blockKV: 12, rowsPerThread: 3, threadsPerRow: 4, kvStages: 2 },
-  'q8 kv32 1x32 single (C ∤ D)': { blockQ: 8, blockKV: 32, rowsPerThread: 1, threadsPerRow: 32, kvStages: 1 },
+  'q32 kv64 2x16 c8 double': { blockQ: 32, blockKV: 64, rowsPerThread: 2, threadsPerRow: 16, chunk: 8, kvStages: 2 },
+  'q16 kv16 1x16 c16 single': { blockQ: 16, blockKV: 16, rowsPerThread: 1, threadsPerRow: 16, chunk: 16, kvStages: 1 },
+  'q8 kv8 1x8 c4 single': { blockQ: 8, blockKV: 8, rowsPerThread: 1, threadsPerRow: 8, chunk: 4, kvStages: 1 },
+  'q16 kv8 2x8 c8 double': { blockQ: 16, blockKV: 8, rowsPerThread: 2, threadsPerRow: 8, chunk: 8, kvStages: 2 },
+  'q32 kv32 4x8 c16 single': { blockQ: 32, blockKV: 32, rowsPerThread: 4, threadsPerRow: 8, chunk: 16, kvStages: 1 },
+  'q24 kv12 3x4 c4 double (odd)': { blockQ: 24, blockKV: 12, rowsPerThread: 3, threadsPerRow: 4, chunk: 4, kvStages: 2 },
+  'q8 kv32 1x32 c8 single (C ∤ D/4)': { blockQ: 8, blockKV: 32, rowsPerThread: 1, threadsPerRow: 32, chunk: 8, kvStages: 1 },
 };
 const CASES = 210;
 const TOL = 1e-4;

@@ -46,9 +46,9 @@ describe('bad input: options', async () => {
   it('unsupported dtype on this tier', () => rejects(rt.createPrefill({ ...ok, dtype: 'f16' as 'f32' }), UnsupportedError, 'dtype'));
   it('bad window', () => rejects(rt.createPrefill({ ...ok, window: 0 }), ShapeError, 'window'));
   it('tile configuration beyond the device limits', async () => {
-    const e = await rejects(rt.createPrefill({ ...ok, tile: { blockQ: 128, blockKV: 128, rowsPerThread: 8, threadsPerRow: 16, kvStages: 2 } }), TileConfigError, 'tile');
+    const e = await rejects(rt.createPrefill({ ...ok, tile: { blockQ: 128, blockKV: 128, rowsPerThread: 8, threadsPerRow: 16, chunk: 16, kvStages: 2 } }), TileConfigError, 'tile');
     expect(e.message).toMatch(/workgroup storage/);
-    const threads = await rejects(rt.createPrefill({ ...ok, tile: { blockQ: 64, blockKV: 64, rowsPerThread: 1, threadsPerRow: 64, kvStages: 1 } }), TileConfigError, 'tile');
+    const threads = await rejects(rt.createPrefill({ ...ok, tile: { blockQ: 64, blockKV: 64, rowsPerThread: 1, threadsPerRow: 64, chunk: 8, kvStages: 1 } }), TileConfigError, 'tile');
     expect(threads.message).toMatch(/invocations/);
   });
 });
