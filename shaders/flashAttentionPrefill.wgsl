@@ -19,7 +19,14 @@
 // partial blocks read their B-mask from the M-mask at offsets computed per block.
 // src/tiling/mask.ts is the specification of that arithmetic.
 //
-// The constants are defaults; src/runtime/wgsl.ts specializes them per pipeline.
+// The constants and type aliases are defaults; src/runtime/wgsl.ts specializes
+// them per pipeline. Tiers: Store4 is the element type in storage (vec4<f32> or,
+// with shader-f16, vec4<f16>), Tile4 the type staged in workgroup memory (f16
+// halves its footprint on the f16 tier). Scores, softmax statistics and
+// accumulators are f32 on every tier.
+
+alias Store4 = vec4<f32>;
+alias Tile4 = vec4<f32>;
 
 const HEAD_DIM: u32 = 64u;
 const BLOCK_Q: u32 = 32u;
@@ -71,15 +78,15 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4f>;
-@group(0) @binding(2) var<storage, read> k: array<vec4f>;
-@group(0) @binding(3) var<storage, read> v: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> o: array<vec4f>;
+@group(0) @binding(1) var<storage, read> q: array<Store4>;
+@group(0) @binding(2) var<storage, read> k: array<Store4>;
+@group(0) @binding(3) var<storage, read> v: array<Store4>;
+@group(0) @binding(4) var<storage, read_write> o: array<Store4>;
 @group(0) @binding(5) var<storage, read> mMask: array<u32>;
 
-var<workgroup> qSlices: array<vec4f, KV_STAGES * Q_SLICE>;
-var<workgroup> kSlices: array<vec4f, KV_STAGES * K_SLICE>;
-var<workgroup> vSlices: array<vec4f, KV_STAGES * V_SLICE>;
+var<workgroup> qSlices: array<Tile4, KV_STAGES * Q_SLICE>;
+var<workgroup> kSlices: array<Tile4, KV_STAGES * K_SLICE>;
+var<workgroup> vSlices: array<Tile4, KV_STAGES * V_SLICE>;
 var<workgroup> pTile: array<f32, BLOCK_Q * BLOCK_KV>;
 var<workgroup> rowScratch: array<f32, BLOCK_Q * THREADS_PER_ROW>;
 
@@ -110,21 +117,21 @@ struct Block {
 
 // The i-th vec4 this invocation stages for Q·Kᵀ slice `s` (head dims [4·CHUNK4·s, …)):
 // Q rows first, then K rows; zero outside the valid rows and keys.
-fn loadQK(blk: Block, tid: u32, i: u32, s: u32) -> vec4f {
+fn loadQK(blk: Block, tid: u32, i: u32, s: u32) -> Tile4 {
   let e = tid + i * THREADS;
   let c4 = s * CHUNK4;
   if (e < BLOCK_Q * CHUNK4) {
     let r = e / CHUNK4;
-    if (r >= blk.rows) { return vec4f(0.0); }
-    return q[blk.qBase + (blk.qStart + r) * params.qSeq + c4 + e % CHUNK4] * params.scaleLog2;
+    if (r >= blk.rows) { return Tile4(0.0); }
+    return Tile4(vec4f(q[blk.qBase + (blk.qStart + r) * params.qSeq + c4 + e % CHUNK4]) * params.scaleLog2);
   }
   let f = e - BLOCK_Q * CHUNK4;
   let key = blk.kStart + f / CHUNK4;
-  if (f >= BLOCK_KV * CHUNK4 || key >= blk.kvLen) { return vec4f(0.0); }
-  return k[blk.kBase + key * params.kSeq + c4 + f % CHUNK4];
+  if (f >= BLOCK_KV * CHUNK4 || key >= blk.kvLen) { return Tile4(0.0); }
+  return Tile4(k[blk.kBase + key * params.kSeq + c4 + f % CHUNK4]);
 }
 
-fn storeQK(x: vec4f, tid: u32, i: u32, stage: u32) {
+fn storeQK(x: Tile4, tid: u32, i: u32, stage: u32) {
   let e = tid + i * THREADS;
   if (e < BLOCK_Q * CHUNK4) {
     qSlices[stage * Q_SLICE + e] = x;
@@ -136,14 +143,14 @@ fn storeQK(x: vec4f, tid: u32, i: u32, stage: u32) {
 
 // The i-th vec4 of V slice `s` (keys [kStart + CHUNK·s, …)); zero past kvLen so
 // uninitialised cache slots cannot leak NaN into P·V.
-fn loadV(blk: Block, tid: u32, i: u32, s: u32) -> vec4f {
+fn loadV(blk: Block, tid: u32, i: u32, s: u32) -> Tile4 {
   let e = tid + i * THREADS;
   let key = blk.kStart + s * CHUNK + e / D4;
-  if (e >= V_SLICE || key >= blk.kvLen) { return vec4f(0.0); }
-  return v[blk.vBase + key * params.vSeq + e % D4];
+  if (e >= V_SLICE || key >= blk.kvLen) { return Tile4(0.0); }
+  return Tile4(v[blk.vBase + key * params.vSeq + e % D4]);
 }
 
-fn storeV(x: vec4f, tid: u32, i: u32, stage: u32) {
+fn storeV(x: Tile4, tid: u32, i: u32, stage: u32) {
   let e = tid + i * THREADS;
   if (e < V_SLICE) { vSlices[stage * V_SLICE + e] = x; }
 }
@@ -182,8 +189,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   var l: array<f32, ROWS_PER_THREAD>;
   var acc: array<vec4f, ROWS_PER_THREAD * DIMS4_PER_THREAD>;
   var s: array<f32, ROWS_PER_THREAD * COLS_PER_THREAD>;
-  var qkNext: array<vec4f, QK_LOADS>;
-  var vNext: array<vec4f, V_LOADS>;
+  var qkNext: array<Tile4, QK_LOADS>;
+  var vNext: array<Tile4, V_LOADS>;
   for (var i = 0u; i < ROWS_PER_THREAD; i++) { m[i] = NEG_BIG; l[i] = 0.0; }
   for (var i = 0u; i < ROWS_PER_THREAD * DIMS4_PER_THREAD; i++) { acc[i] = vec4f(0.0); }
 
@@ -206,9 +213,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
       let kOff = stage * K_SLICE + lane * K_PITCH4;
       for (var c = 0u; c < CHUNK4; c++) {
         var qv: array<vec4f, ROWS_PER_THREAD>;
-        for (var i = 0u; i < ROWS_PER_THREAD; i++) { qv[i] = qSlices[qOff + i * CHUNK4 + c]; }
+        for (var i = 0u; i < ROWS_PER_THREAD; i++) { qv[i] = vec4f(qSlices[qOff + i * CHUNK4 + c]); }
         for (var j = 0u; j < COLS_PER_THREAD; j++) {
-          let kv = kSlices[kOff + j * THREADS_PER_ROW * K_PITCH4 + c];
+          let kv = vec4f(kSlices[kOff + j * THREADS_PER_ROW * K_PITCH4 + c]);
           for (var i = 0u; i < ROWS_PER_THREAD; i++) { s[i * COLS_PER_THREAD + j] += dot(qv[i], kv); }
         }
       }
@@ -277,7 +284,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
         for (var i = 0u; i < ROWS_PER_THREAD; i++) { pv[i] = pTile[(rowGroup * ROWS_PER_THREAD + i) * BLOCK_KV + key]; }
         for (var t = 0u; t < DIMS4_PER_THREAD; t++) {
           let col4 = min(lane + t * THREADS_PER_ROW, D4 - 1u);
-          let vx = vSlices[stage * V_SLICE + kk * D4 + col4];
+          let vx = vec4f(vSlices[stage * V_SLICE + kk * D4 + col4]);
           for (var i = 0u; i < ROWS_PER_THREAD; i++) { acc[i * DIMS4_PER_THREAD + t] = fma(vec4f(pv[i]), vx, acc[i * DIMS4_PER_THREAD + t]); }
         }
       }
@@ -301,7 +308,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     let inv = select(0.0, 1.0 / total, total > 0.0);
     for (var t = 0u; t < DIMS4_PER_THREAD; t++) {
       let col4 = lane + t * THREADS_PER_ROW;
-      if (col4 < D4) { o[oBase + (qStart + r) * params.oSeq + col4] = acc[i * DIMS4_PER_THREAD + t] * inv; }
+      if (col4 < D4) { o[oBase + (qStart + r) * params.oSeq + col4] = Store4(acc[i * DIMS4_PER_THREAD + t] * inv); }
     }
   }
 }

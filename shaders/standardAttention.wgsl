@@ -4,7 +4,12 @@
 //   softmaxRows  P = softmax(S) row by row, in place
 // Each is its own dispatch, so every intermediate makes a round trip through memory.
 // The GEMM is a reasonable tiled one (64×64 tiles, 4×4 per invocation) so that the
-// baseline is not a straw man.
+// baseline is not a straw man. Element types of the GEMM operands are aliases
+// (f16 storage on devices with shader-f16); scores and softmax are f32.
+
+alias AElem = f32;
+alias BElem = f32;
+alias CElem = f32;
 
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
@@ -30,9 +35,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<AElem>;
+@group(0) @binding(2) var<storage, read> b: array<BElem>;
+@group(0) @binding(3) var<storage, read_write> c: array<CElem>;
 @group(0) @binding(4) var<storage, read_write> scores: array<f32>;
 @group(0) @binding(5) var<storage, read> mask: array<f32>;
 
@@ -55,12 +60,12 @@ fn batchedGemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
       let r = e / TILE_K;
       let kk = e % TILE_K;
       var x = 0.0;
-      if (m0 + r < params.M && k0 + kk < params.K) { x = a[aOff + (m0 + r) * params.aRow + (k0 + kk) * params.aCol]; }
+      if (m0 + r < params.M && k0 + kk < params.K) { x = f32(a[aOff + (m0 + r) * params.aRow + (k0 + kk) * params.aCol]); }
       aTile[r * TILE_K + kk] = x;
       let kr = e / TILE;
       let col = e % TILE;
       var y = 0.0;
-      if (k0 + kr < params.K && n0 + col < params.N) { y = b[bOff + (k0 + kr) * params.bRow + (n0 + col) * params.bCol]; }
+      if (k0 + kr < params.K && n0 + col < params.N) { y = f32(b[bOff + (k0 + kr) * params.bRow + (n0 + col) * params.bCol]); }
       bTile[kr * TILE + col] = y;
     }
     workgroupBarrier();
@@ -79,7 +84,7 @@ fn batchedGemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index
     for (var j = 0u; j < PER_THREAD; j++) {
       let m = m0 + tm + i;
       let n = n0 + tn + j;
-      if (m < params.M && n < params.N) { c[cOff + m * params.cRow + n * params.cCol] = acc[i * PER_THREAD + j]; }
+      if (m < params.M && n < params.N) { c[cOff + m * params.cRow + n * params.cCol] = CElem(acc[i * PER_THREAD + j]); }
     }
   }
 }

@@ -9,7 +9,11 @@ import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import type { CompiledKernel } from '../runtime/pipelineCache.js';
 import { ParamsPool } from '../runtime/paramsPool.js';
 import { PARAMS_BINDING } from '../runtime/pipelineCache.js';
-import { checkTileConfig, chooseTileConfig, type TileConfig, type TileGeometry } from '../tiling/tileConfig.js';
+import { checkTileConfig, chooseTileConfig, TILE_CANDIDATES, type TileConfig, type TileGeometry } from '../tiling/tileConfig.js';
+import { chooseTier, type TierChoice, type KernelTier } from './tiers.js';
+
+/** Tiers this operator implements (the subgroup-matrix kernel is a separate operator). */
+export const IMPLEMENTED_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['f16', 'f32']);
 import {
   normalizeKvLengths,
   normalizeProblem,
@@ -38,6 +42,8 @@ export class FlashAttentionPrefill {
     private readonly params: ParamsPool,
     private readonly mMask: GPUBuffer,
     maskBytes: number,
+    /** The kernel tier in use and why it was chosen. */
+    readonly tier: TierChoice,
   ) {
     this.maskBytes = maskBytes;
     this.kvScratch = new Uint32Array(problem.batch);
@@ -51,9 +57,11 @@ export class FlashAttentionPrefill {
   static async create(runtime: FastAttentionRuntime, options: AttentionOptions): Promise<FlashAttentionPrefill> {
     runtime.assertAlive();
     const problem = normalizeProblem(options);
+    const choice = chooseTier(runtime.capabilities, IMPLEMENTED_TIERS, problem.dtype, problem.headDim, options.tier);
+    const sliceBytes = choice.tier === 'f32' ? 4 : 2;
     const limits = runtime.tileLimits;
-    const tile = options.tile ?? chooseTileConfig(problem.headDim, limits);
-    const geometry = checkTileConfig(tile, problem.headDim, limits);
+    const tile = options.tile ?? chooseTileConfig(problem.headDim, limits, TILE_CANDIDATES, sliceBytes);
+    const geometry = checkTileConfig(tile, problem.headDim, limits, sliceBytes);
     const maxGroups = runtime.capabilities.limits.maxComputeWorkgroupsPerDimension;
     const groups = [Math.ceil(problem.seqQ / tile.blockQ), problem.headsQ, problem.batch];
     const names = ['query blocks (q.shape[2] / blockQ)', 'q.shape[1]', 'q.shape[0]'];
@@ -69,6 +77,9 @@ export class FlashAttentionPrefill {
       CHUNK: tile.chunk,
       KV_STAGES: tile.kvStages,
       MASK_BLOCK: geometry.maskBlock,
+    }, {
+      aliases: { Store4: problem.dtype === 'f16' ? 'vec4<f16>' : 'vec4<f32>', Tile4: sliceBytes === 2 ? 'vec4<f16>' : 'vec4<f32>' },
+      enables: problem.dtype === 'f16' || sliceBytes === 2 ? ['f16'] : [],
     });
     const layout = kernel.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
     const params = new ParamsPool(
@@ -80,7 +91,7 @@ export class FlashAttentionPrefill {
       runtime.capabilities.limits.minStorageBufferOffsetAlignment,
     );
     const mask = runtime.mMask(geometry.maskBlock);
-    return new FlashAttentionPrefill(runtime, problem, tile, geometry, kernel, params, mask.buffer, mask.bytes);
+    return new FlashAttentionPrefill(runtime, problem, tile, geometry, kernel, params, mask.buffer, mask.bytes, choice);
   }
 
   /**

@@ -6,14 +6,15 @@
 import { BufferError, ScaleError, ShapeError, UnsupportedError } from '../errors.js';
 import { TENSOR_LAYOUTS, tensorElements, tensorStrides, type TensorDesc, type TensorLayout, type TensorStrides } from '../tiling/layout.js';
 import type { TileConfig } from '../tiling/tileConfig.js';
+import type { KernelTier } from './tiers.js';
 import { BufferUsage } from '../runtime/usage.js';
 
 /** Head dimensions the kernels are built and tested for. */
 export const SUPPORTED_HEAD_DIMS = [32, 64, 80, 96, 128, 256] as const;
 
-/** Element types of Q/K/V/O in storage. */
-export type AttentionDType = 'f32';
-export const SUPPORTED_DTYPES: readonly AttentionDType[] = ['f32'];
+/** Element types of Q/K/V/O in storage (f16 needs the device's `shader-f16`). */
+export type AttentionDType = 'f32' | 'f16';
+export const SUPPORTED_DTYPES: readonly AttentionDType[] = ['f32', 'f16'];
 
 /** What a caller asks for when creating an attention operator. */
 export interface AttentionOptions {
@@ -33,6 +34,8 @@ export interface AttentionOptions {
   scale?: number;
   /** Storage type of Q/K/V/O; default `f32`. */
   dtype?: AttentionDType;
+  /** Force a kernel tier (`subgroup-matrix`, `f16`, `f32`); default: chosen from the device and dtype. */
+  tier?: KernelTier;
   /** Two-level tile configuration of the fused kernel; default: the best candidate that fits the device. */
   tile?: TileConfig;
 }
@@ -105,7 +108,7 @@ export function normalizeProblem(options: AttentionOptions): AttentionProblem {
   });
   if (Hq % Hkv !== 0) throw new ShapeError('q.shape[1]', `${Hq} query heads is not a multiple of ${Hkv} key/value heads`, `a multiple of ${Hkv}`);
   const dtype = options.dtype ?? 'f32';
-  if (!SUPPORTED_DTYPES.includes(dtype)) throw new UnsupportedError('dtype', `${JSON.stringify(dtype)} is not supported by the f32 tier`, SUPPORTED_DTYPES.join(', '));
+  if (!SUPPORTED_DTYPES.includes(dtype)) throw new UnsupportedError('dtype', `${JSON.stringify(dtype)} is not a storage type`, SUPPORTED_DTYPES.join(', '));
   const scale = options.scale ?? 1 / Math.sqrt(D);
   if (typeof scale !== 'number' || !Number.isFinite(scale) || scale === 0)
     throw new ScaleError('scale', `must be a finite non-zero number, got ${scale}`, 'finite numbers ≠ 0 (default 1/√headDim)');
@@ -132,7 +135,7 @@ export function normalizeProblem(options: AttentionOptions): AttentionProblem {
       o: tensorStrides(layouts.o, Hq, Sq, D),
     },
     elements: { q: tensorElements(q.shape), k: tensorElements(k.shape), v: tensorElements(v.shape), o: tensorElements(o.shape) },
-    bytesPerElement: 4,
+    bytesPerElement: dtype === 'f16' ? 2 : 4,
   };
 }
 

@@ -5,7 +5,7 @@
  * buffer fits one storage binding; the mask is materialized densely on purpose.
  */
 import standardWgsl from '../../shaders/standardAttention.wgsl?raw';
-import { BufferError } from '../errors.js';
+import { BufferError, UnsupportedError } from '../errors.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { PARAMS_BINDING, type CompiledKernel } from '../runtime/pipelineCache.js';
 import { ParamsPool } from '../runtime/paramsPool.js';
@@ -84,9 +84,17 @@ export class StandardAttention {
     runtime.device.queue.writeBuffer(mask, 0, maskData);
     const scores = runtime.ledger.create('standardAttention', { label: 'standardAttention.scores', size: headChunk * headBytes, usage: BufferUsage.STORAGE });
 
-    const [gemm, scaleMask, softmax] = await Promise.all(
-      ['batchedGemm', 'scaleAddMask', 'softmaxRows'].map((e) => runtime.pipelines.get(standardAttentionKernel, e, {})),
-    );
+    if (p.dtype === 'f16' && !runtime.capabilities.features.shaderF16)
+      throw new UnsupportedError('dtype', 'f16 storage needs shader-f16, which this device lacks', 'f32');
+    // Scores stay f32; with f16 storage the two GEMMs read/write f16 operands.
+    const store = p.dtype;
+    const types = (aliases: Record<string, string>) => ({ aliases, enables: store === 'f16' ? ['f16'] : [] });
+    const [gemm, gemmPV, scaleMask, softmax] = await Promise.all([
+      runtime.pipelines.get(standardAttentionKernel, 'batchedGemm', {}, types({ AElem: store, BElem: store, CElem: 'f32' })),
+      runtime.pipelines.get(standardAttentionKernel, 'batchedGemm', {}, types({ AElem: 'f32', BElem: store, CElem: store })),
+      runtime.pipelines.get(standardAttentionKernel, 'scaleAddMask', {}, types({})),
+      runtime.pipelines.get(standardAttentionKernel, 'softmaxRows', {}, types({})),
+    ]);
     const chunks = Math.ceil(p.headsQ / headChunk);
     const params = new ParamsPool(
       runtime.device.queue,
@@ -137,7 +145,7 @@ export class StandardAttention {
         });
         // O[h0+z] = P[z] · V[(h0+z)/group]
         dispatches.push({
-          kernel: gemm,
+          kernel: gemmPV,
           offset: params.offsetFor({
             ...zero, M: p.seqQ, N: p.headDim, K: p.seqK,
             aBatch: p.seqQ * p.seqK, aRow: p.seqK, aCol: 1,
@@ -158,10 +166,10 @@ export class StandardAttention {
     const p = this.problem;
     const limits = this.runtime.capabilities.limits;
     const bound = {
-      q: resolveBuffer('buffers.q', buffers.q, p.elements.q, 4, limits),
-      k: resolveBuffer('buffers.k', buffers.k, p.elements.k, 4, limits),
-      v: resolveBuffer('buffers.v', buffers.v, p.elements.v, 4, limits),
-      o: resolveBuffer('buffers.o', buffers.o, p.elements.o, 4, limits),
+      q: resolveBuffer('buffers.q', buffers.q, p.elements.q, p.bytesPerElement, limits),
+      k: resolveBuffer('buffers.k', buffers.k, p.elements.k, p.bytesPerElement, limits),
+      v: resolveBuffer('buffers.v', buffers.v, p.elements.v, p.bytesPerElement, limits),
+      o: resolveBuffer('buffers.o', buffers.o, p.elements.o, p.bytesPerElement, limits),
       scores: { buffer: this.scores, offset: 0, size: this.scores.size },
       mask: { buffer: this.mask, offset: 0, size: this.mask.size },
     };

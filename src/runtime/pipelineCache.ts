@@ -3,7 +3,7 @@
  * group layouts are built from the reflected bindings, with the `params`
  * binding given a dynamic offset so one pooled buffer serves every call.
  */
-import { reflectKernel, specializeWgsl, type ReflectedBinding, type WgslConsts } from './wgsl.js';
+import { reflectKernel, specializeWgsl, type ReflectedBinding, type WgslConsts, type WgslTypes } from './wgsl.js';
 
 /** A WGSL kernel family: one `.wgsl` file. */
 export interface KernelSource {
@@ -32,19 +32,20 @@ export class PipelineCache {
     return this.compiled;
   }
 
-  get(kernel: KernelSource, entryPoint: string, consts: WgslConsts): Promise<CompiledKernel> {
-    const key = `${kernel.name}:${entryPoint}:${JSON.stringify(Object.entries(consts).sort(([a], [b]) => a.localeCompare(b)))}`;
+  get(kernel: KernelSource, entryPoint: string, consts: WgslConsts, types: WgslTypes = {}): Promise<CompiledKernel> {
+    const sorted = (o: object) => JSON.stringify(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
+    const key = `${kernel.name}:${entryPoint}:${sorted(consts)}:${sorted(types.aliases ?? {})}:${(types.enables ?? []).join(',')}`;
     let hit = this.cache.get(key);
     if (!hit) {
-      hit = this.compile(kernel, entryPoint, consts, key);
+      hit = this.compile(kernel, entryPoint, consts, types, key);
       this.cache.set(key, hit);
       hit.catch(() => this.cache.delete(key));
     }
     return hit;
   }
 
-  private async compile(kernel: KernelSource, entryPoint: string, consts: WgslConsts, key: string): Promise<CompiledKernel> {
-    const code = specializeWgsl(kernel.code, consts);
+  private async compile(kernel: KernelSource, entryPoint: string, consts: WgslConsts, types: WgslTypes, key: string): Promise<CompiledKernel> {
+    const code = specializeWgsl(kernel.code, consts, types);
     const reflection = reflectKernel(code);
     const bindings = reflection.bindings[entryPoint];
     if (!bindings) throw new Error(`${kernel.name}.wgsl has no compute entry point ${entryPoint}`);

@@ -1,13 +1,23 @@
 /**
  * The small typed generator behind every kernel: a `.wgsl` file declares its
- * tunables as module-scope `const`s with defaults (so the file is valid WGSL on
- * its own), and {@link specializeWgsl} rewrites their values per pipeline.
+ * tunables as module-scope `const`s with defaults and its element types as
+ * `alias`es (so the file is valid WGSL on its own), and {@link specializeWgsl}
+ * rewrites their values per pipeline and adds `enable` directives (f16, …).
  * Bindings and struct layouts come from wgsl_reflect, never from hand-kept tables.
  */
 import { ResourceType, WgslReflect, type ArrayInfo, type StructInfo } from 'wgsl_reflect';
 
 export type WgslConstValue = number | boolean;
 export type WgslConsts = Readonly<Record<string, WgslConstValue>>;
+
+/** Type aliases to rewrite (`alias Store4 = vec4<f16>;`) and `enable` directives to add. */
+export interface WgslTypes {
+  aliases?: Readonly<Record<string, string>>;
+  enables?: readonly string[];
+}
+
+const ALIAS_DECL = /^alias\s+([A-Za-z_]\w*)\s*=\s*([^;]+);/gm;
+const TYPE_NAME = /^[A-Za-z_][\w<>, ]*$/;
 
 const CONST_DECL = /^const\s+([A-Za-z_]\w*)\s*:\s*(u32|i32|f32|bool)\s*=\s*([^;]+);/gm;
 
@@ -22,10 +32,20 @@ function literal(type: string, name: string, value: WgslConstValue): string {
   return type === 'u32' ? `${value}u` : `${value}i`;
 }
 
-/** Replace the values of module-scope consts; every name given must be declared in the source. */
-export function specializeWgsl(source: string, consts: WgslConsts): string {
+/** Replace the values of module-scope consts and aliases; every name given must be declared in the source. */
+export function specializeWgsl(source: string, consts: WgslConsts, types: WgslTypes = {}): string {
   const seen = new Set<string>();
-  const out = source.replace(CONST_DECL, (whole, name: string, type: string) => {
+  const aliases = types.aliases ?? {};
+  const aliased = new Set<string>();
+  let out = source.replace(ALIAS_DECL, (whole, name: string) => {
+    const type = aliases[name];
+    if (type === undefined) return whole;
+    if (!TYPE_NAME.test(type)) throw new TypeError(`WGSL alias ${name}: ${JSON.stringify(type)} is not a type name`);
+    aliased.add(name);
+    return `alias ${name} = ${type};`;
+  });
+  for (const name of Object.keys(aliases)) if (!aliased.has(name)) throw new Error(`WGSL alias ${name} is not declared in the shader source`);
+  out = out.replace(CONST_DECL, (whole, name: string, type: string) => {
     if (!(name in consts)) return whole;
     seen.add(name);
     return `const ${name}: ${type} = ${literal(type, name, consts[name])};`;
@@ -33,7 +53,11 @@ export function specializeWgsl(source: string, consts: WgslConsts): string {
   for (const name of Object.keys(consts)) {
     if (!seen.has(name)) throw new Error(`WGSL const ${name} is not declared in the shader source`);
   }
-  return out;
+  const enables = (types.enables ?? []).map((e) => {
+    if (!/^\w+$/.test(e)) throw new TypeError(`WGSL enable: ${JSON.stringify(e)} is not an extension name`);
+    return `enable ${e};\n`;
+  });
+  return enables.join('') + out;
 }
 
 export type BindingKind = 'uniform' | 'read-only-storage' | 'storage';

@@ -56,14 +56,17 @@ function isPositiveInt(x: number): boolean {
   return Number.isInteger(x) && x > 0;
 }
 
-/** Derive the geometry of a config (no device checks; see {@link checkTileConfig}). */
-export function tileGeometry(tile: TileConfig, headDim: number): TileGeometry {
+/**
+ * Derive the geometry of a config (no device checks; see {@link checkTileConfig}).
+ * `sliceBytes` is the element size staged in workgroup memory (2 on the f16 tier).
+ */
+export function tileGeometry(tile: TileConfig, headDim: number, sliceBytes = 4): TileGeometry {
   const rowGroups = tile.blockQ / tile.rowsPerThread;
   const threads = rowGroups * tile.threadsPerRow;
   const colsPerThread = tile.blockKV / tile.threadsPerRow;
   const dims4PerThread = Math.ceil(headDim / 4 / tile.threadsPerRow);
   const words =
-    tile.kvStages * (tile.blockQ * tile.chunk + tile.blockKV * (tile.chunk + 4) + tile.chunk * headDim) + // Q, K (padded), V slices
+    (tile.kvStages * (tile.blockQ * tile.chunk + tile.blockKV * (tile.chunk + 4) + tile.chunk * headDim) * sliceBytes) / 4 + // Q, K (padded), V slices
     tile.blockQ * tile.blockKV + // P tile
     tile.blockQ * tile.threadsPerRow; // row-reduction scratch
   const stagingVec4 = Math.ceil(((tile.blockQ + tile.blockKV) * tile.chunk) / 4 / threads) + Math.ceil((tile.chunk * headDim) / 4 / threads);
@@ -85,7 +88,7 @@ export function tileGeometry(tile: TileConfig, headDim: number): TileGeometry {
  * Throw a {@link TileConfigError} naming the first field that cannot work,
  * with the numbers, or return the geometry.
  */
-export function checkTileConfig(tile: TileConfig, headDim: number, limits: TileLimits): TileGeometry {
+export function checkTileConfig(tile: TileConfig, headDim: number, limits: TileLimits, sliceBytes = 4): TileGeometry {
   for (const key of ['blockQ', 'blockKV', 'rowsPerThread', 'threadsPerRow', 'chunk'] as const) {
     if (!isPositiveInt(tile[key])) throw new TileConfigError(`tile.${key}`, `must be a positive integer, got ${tile[key]}`, 'integers ≥ 1');
   }
@@ -96,7 +99,7 @@ export function checkTileConfig(tile: TileConfig, headDim: number, limits: TileL
     throw new TileConfigError('tile.threadsPerRow', `${tile.threadsPerRow} does not divide blockKV = ${tile.blockKV}`, `divisors of ${tile.blockKV}`);
   if (tile.chunk % 4 !== 0 || headDim % tile.chunk !== 0 || tile.blockKV % tile.chunk !== 0)
     throw new TileConfigError('tile.chunk', `${tile.chunk} must be a multiple of 4 dividing headDim ${headDim} and blockKV ${tile.blockKV}`, 'multiples of 4 dividing both');
-  const g = tileGeometry(tile, headDim);
+  const g = tileGeometry(tile, headDim, sliceBytes);
   const maxThreads = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
   if (g.threads > maxThreads)
     throw new TileConfigError(
@@ -138,11 +141,11 @@ export const TILE_CANDIDATES: readonly TileConfig[] = [
 ];
 
 /** The first candidate that fits; throws the last candidate's error when none does. */
-export function chooseTileConfig(headDim: number, limits: TileLimits, candidates: readonly TileConfig[] = TILE_CANDIDATES): TileConfig {
+export function chooseTileConfig(headDim: number, limits: TileLimits, candidates: readonly TileConfig[] = TILE_CANDIDATES, sliceBytes = 4): TileConfig {
   let lastError: unknown;
   for (const c of candidates) {
     try {
-      checkTileConfig(c, headDim, limits);
+      checkTileConfig(c, headDim, limits, sliceBytes);
       return c;
     } catch (e) {
       lastError = e;

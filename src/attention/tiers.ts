@@ -1,0 +1,70 @@
+/**
+ * Capability tiers of the fused kernel and the automatic choice between them.
+ * Softmax statistics and accumulators are f32 on every tier; tiers differ in
+ * what sits in workgroup memory and which units do the matrix products.
+ */
+import { UnsupportedError } from '../errors.js';
+import type { DeviceCapabilities } from '../runtime/capabilities.js';
+import type { AttentionDType } from './problem.js';
+
+export type KernelTier = 'subgroup-matrix' | 'f16' | 'f32';
+
+export const KERNEL_TIERS: readonly KernelTier[] = ['subgroup-matrix', 'f16', 'f32'];
+
+export interface TierAvailability {
+  tier: KernelTier;
+  available: boolean;
+  /** Why it is, or is not, available on this device. */
+  reason: string;
+}
+
+/** The f16 → f32 16×16×16 subgroup-matrix configuration the tensor-core tier is written for. */
+export function hasSubgroupMatrix16(caps: DeviceCapabilities): boolean {
+  return (
+    caps.features.subgroupMatrix &&
+    caps.features.shaderF16 &&
+    caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16)
+  );
+}
+
+/** Which tiers this device can run, each with its reason. */
+export function tierAvailability(caps: DeviceCapabilities, implemented: ReadonlySet<KernelTier>): TierAvailability[] {
+  return KERNEL_TIERS.map((tier) => {
+    if (!implemented.has(tier)) return { tier, available: false, reason: 'not implemented in this build' };
+    if (tier === 'subgroup-matrix')
+      return hasSubgroupMatrix16(caps)
+        ? { tier, available: true, reason: 'chromium-experimental-subgroup-matrix with an f16×f16→f32 16×16×16 config, and shader-f16' }
+        : { tier, available: false, reason: 'needs chromium-experimental-subgroup-matrix (f16→f32 16×16×16) and shader-f16' };
+    if (tier === 'f16')
+      return caps.features.shaderF16 ? { tier, available: true, reason: 'shader-f16' } : { tier, available: false, reason: 'needs shader-f16' };
+    return { tier, available: true, reason: 'portable: f32 storage and math, any WebGPU device' };
+  });
+}
+
+export interface TierChoice {
+  tier: KernelTier;
+  reason: string;
+}
+
+/**
+ * Pick the tier for a storage dtype: the fastest available one that keeps the
+ * caller's precision (f32 storage stays on the f32 tier unless asked: the other
+ * tiers round inputs to f16), or the requested one if the device has it.
+ */
+export function chooseTier(caps: DeviceCapabilities, implemented: ReadonlySet<KernelTier>, dtype: AttentionDType, headDim: number, requested?: KernelTier): TierChoice {
+  const avail = tierAvailability(caps, implemented);
+  const ok = (t: KernelTier) => avail.find((a) => a.tier === t)!;
+  if (dtype === 'f16' && !caps.features.shaderF16)
+    throw new UnsupportedError('dtype', 'f16 storage needs shader-f16, which this device lacks', 'f32');
+  if (requested !== undefined) {
+    if (!KERNEL_TIERS.includes(requested)) throw new UnsupportedError('tier', `unknown tier ${JSON.stringify(requested)}`, KERNEL_TIERS.join(', '));
+    const a = ok(requested);
+    if (!a.available) throw new UnsupportedError('tier', `${requested} is not available: ${a.reason}`, avail.filter((x) => x.available).map((x) => x.tier).join(', '));
+    if (requested === 'f32' && dtype === 'f16') throw new UnsupportedError('tier', 'the f32 tier reads f32 storage only', 'subgroup-matrix or f16 for f16 storage');
+    if (requested === 'subgroup-matrix' && headDim % 16 !== 0) throw new UnsupportedError('tier', `head dim ${headDim} is not a multiple of 16`, 'f16 or f32 for this head dim');
+    return { tier: requested, reason: `requested; ${a.reason}` };
+  }
+  if (dtype === 'f32') return { tier: 'f32', reason: 'f32 storage: the f32 tier keeps full precision (request another tier to trade it for speed)' };
+  if (ok('subgroup-matrix').available && headDim % 16 === 0) return { tier: 'subgroup-matrix', reason: ok('subgroup-matrix').reason };
+  return { tier: 'f16', reason: ok('f16').reason };
+}
