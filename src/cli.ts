@@ -15,17 +15,21 @@ import { createNodeRuntime } from './node.js';
 import { swiftShaderEnv } from './runtime/softwareAdapter.js';
 import { chooseTileConfig, type TileConfig } from './tiling/tileConfig.js';
 import { selfCheck } from './bench/selfCheck.js';
+import type { AttentionDType } from './attention/problem.js';
+import type { KernelTier } from './attention/tiers.js';
 import { formatBenchTable, runBench, type BenchCase, type BenchVariant } from './bench/suite.js';
 
 const USAGE = `usage: fastattn <info|check|bench> [options]
   info                   adapter, features, limits and default tiles (JSON)
-  check [--cases N]      random problems vs the float64 CPU reference
+  check [--cases N] [--dtype f32|f16] [--tier subgroup-matrix|f16|f32]
+                         random problems vs the float64 CPU reference
 bench options:
   --seq 512,1024,2048    sequence lengths (Sq = Sk)
   --dim 64               head dims
   --heads N --batch N    default: 1 head on a software adapter, 32 on a GPU; batch 1
   --causal both|true|false
-  --variants standard,fused
+  --variants standard,fused   also fused:subgroup-matrix, fused:f16, fused:f32
+  --dtype f32|f16        storage type of Q/K/V/O (f16 needs shader-f16)
   --tile Q,KV,TM,C,CHUNK,STAGES   force a two-level tile (blockQ,blockKV,rowsPerThread,threadsPerRow,chunk,kvStages)
   --samples N            samples per median (default 9)
   --peaks FILE           run this ceiling script (shared/gpu/peaks.mjs) first and report fractions of its f32 ceiling
@@ -58,6 +62,8 @@ async function main(): Promise<number> {
       peaks: { type: 'string' },
       out: { type: 'string' },
       cases: { type: 'string', default: '12' },
+      dtype: { type: 'string', default: 'f32' },
+      tier: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -90,7 +96,12 @@ async function main(): Promise<number> {
   }
 
   if (command === 'check') {
-    const report = await selfCheck(rt, Number(values.cases), 1e-4, (c) => console.log(`${c.passed ? 'ok  ' : 'FAIL'} ${c.variant.padEnd(8)} ${c.label}: max abs error ${c.maxAbsError.toExponential(2)}`));
+    const report = await selfCheck(rt, {
+      count: Number(values.cases),
+      dtype: values.dtype as AttentionDType,
+      tier: values.tier as KernelTier | undefined,
+      onCase: (c) => console.log(`${c.passed ? 'ok  ' : 'FAIL'} ${c.variant.padEnd(22)} ${c.label}: max abs error ${c.maxAbsError.toExponential(2)}`),
+    });
     const failed = report.cases.filter((c) => !c.passed).length;
     console.log(`${report.cases.length - failed} passed, ${failed} failed`);
     rt.destroy();
@@ -115,6 +126,7 @@ async function main(): Promise<number> {
   const report = await runBench(rt, {
     cases,
     variants,
+    dtype: values.dtype as AttentionDType,
     tile,
     samples: values.samples ? Number(values.samples) : soft ? 5 : undefined,
     minSampleMs: soft ? 0 : undefined,

@@ -4,16 +4,20 @@
  * pipeline; encoding it allocates nothing.
  */
 import prefillWgsl from '../../shaders/flashAttentionPrefill.wgsl?raw';
+import prefillMatrixWgsl from '../../shaders/flashAttentionPrefillSubgroupMatrix.wgsl?raw';
+import { checkMatrixTile, chooseMatrixTile, MATRIX_SUBGROUP_SIZE, type MatrixTileConfig } from '../tiling/matrixTile.js';
+import type { KernelSource } from '../runtime/pipelineCache.js';
+import type { WgslConsts, WgslTypes } from '../runtime/wgsl.js';
 import { TileConfigError } from '../errors.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import type { CompiledKernel } from '../runtime/pipelineCache.js';
 import { ParamsPool } from '../runtime/paramsPool.js';
 import { PARAMS_BINDING } from '../runtime/pipelineCache.js';
-import { checkTileConfig, chooseTileConfig, TILE_CANDIDATES, type TileConfig, type TileGeometry } from '../tiling/tileConfig.js';
+import { checkTileConfig, chooseTileConfig, TILE_CANDIDATES, type TileConfig } from '../tiling/tileConfig.js';
 import { chooseTier, type TierChoice, type KernelTier } from './tiers.js';
 
-/** Tiers this operator implements (the subgroup-matrix kernel is a separate operator). */
-export const IMPLEMENTED_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['f16', 'f32']);
+/** Tiers this operator implements. */
+export const IMPLEMENTED_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['subgroup-matrix', 'f16', 'f32']);
 import {
   normalizeKvLengths,
   normalizeProblem,
@@ -26,6 +30,65 @@ import {
 import { encodeDispatch, type EncodeTarget } from './encode.js';
 
 export const flashAttentionPrefillKernel = { name: 'flashAttentionPrefill', code: prefillWgsl };
+export const flashAttentionPrefillMatrixKernel = { name: 'flashAttentionPrefillSubgroupMatrix', code: prefillMatrixWgsl };
+
+/** Everything that differs between the vector tiers and the matrix tier. */
+interface KernelPlan {
+  source: KernelSource;
+  consts: WgslConsts;
+  types: WgslTypes;
+  tile: TileConfig | MatrixTileConfig;
+  maskBlock: number;
+  workgroups: [number, number, number];
+  /** Elements per index unit of Q/K/V/O in the kernel (4 for vec4). */
+  strideUnit: number;
+}
+
+function planVectorKernel(runtime: FastAttentionRuntime, problem: AttentionProblem, tier: KernelTier, requested: AttentionOptions['tile']): KernelPlan {
+  const sliceBytes = tier === 'f32' ? 4 : 2;
+  const limits = runtime.tileLimits;
+  if (requested && 'subgroups' in requested) throw new TileConfigError('tile', 'a matrix tile was given to a vector tier', 'a TileConfig');
+  const tile = requested ?? chooseTileConfig(problem.headDim, limits, TILE_CANDIDATES, sliceBytes);
+  const geometry = checkTileConfig(tile, problem.headDim, limits, sliceBytes);
+  return {
+    source: flashAttentionPrefillKernel,
+    consts: {
+      HEAD_DIM: problem.headDim,
+      BLOCK_Q: tile.blockQ,
+      BLOCK_KV: tile.blockKV,
+      ROWS_PER_THREAD: tile.rowsPerThread,
+      THREADS_PER_ROW: tile.threadsPerRow,
+      CHUNK: tile.chunk,
+      KV_STAGES: tile.kvStages,
+      MASK_BLOCK: geometry.maskBlock,
+    },
+    types: {
+      aliases: { Store4: problem.dtype === 'f16' ? 'vec4<f16>' : 'vec4<f32>', Tile4: sliceBytes === 2 ? 'vec4<f16>' : 'vec4<f32>' },
+      enables: problem.dtype === 'f16' || sliceBytes === 2 ? ['f16'] : [],
+    },
+    tile,
+    maskBlock: geometry.maskBlock,
+    workgroups: [Math.ceil(problem.seqQ / tile.blockQ), problem.headsQ, problem.batch],
+    strideUnit: 4,
+  };
+}
+
+function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProblem, requested: AttentionOptions['tile']): KernelPlan {
+  const limits = runtime.tileLimits;
+  if (requested && !('subgroups' in requested)) throw new TileConfigError('tile', 'a vector tile was given to the subgroup-matrix tier', 'a MatrixTileConfig { blockQ, blockKV, subgroups }');
+  const tile = requested ?? chooseMatrixTile(problem.headDim, limits);
+  checkMatrixTile(tile, problem.headDim, limits);
+  const maskBlock = Math.max(tile.blockQ, tile.blockKV);
+  return {
+    source: flashAttentionPrefillMatrixKernel,
+    consts: { HEAD_DIM: problem.headDim, BLOCK_KV: tile.blockKV, SUBGROUPS: tile.subgroups, SG_SIZE: MATRIX_SUBGROUP_SIZE, MASK_BLOCK: maskBlock },
+    types: { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] },
+    tile,
+    maskBlock,
+    workgroups: [Math.ceil(problem.seqQ / tile.blockQ), problem.headsQ, problem.batch],
+    strideUnit: 1,
+  };
+}
 
 export class FlashAttentionPrefill {
   /** Bytes of the M-mask this operator reads (shared per block size across operators). */
@@ -33,11 +96,14 @@ export class FlashAttentionPrefill {
   private readonly kvScratch: Uint32Array;
   private readonly workgroups: [number, number, number];
 
+  /** The tile configuration in use: two-level vector tiles, or matrix tiles on the subgroup-matrix tier. */
+  readonly tile: TileConfig | MatrixTileConfig;
+  private readonly strideUnit: number;
+
   private constructor(
     private readonly runtime: FastAttentionRuntime,
     readonly problem: AttentionProblem,
-    readonly tile: TileConfig,
-    readonly geometry: TileGeometry,
+    plan: KernelPlan,
     private readonly kernel: CompiledKernel,
     private readonly params: ParamsPool,
     private readonly mMask: GPUBuffer,
@@ -47,7 +113,9 @@ export class FlashAttentionPrefill {
   ) {
     this.maskBytes = maskBytes;
     this.kvScratch = new Uint32Array(problem.batch);
-    this.workgroups = [Math.ceil(problem.seqQ / tile.blockQ), problem.headsQ, problem.batch];
+    this.workgroups = plan.workgroups;
+    this.tile = plan.tile;
+    this.strideUnit = plan.strideUnit;
   }
 
   /**
@@ -58,29 +126,13 @@ export class FlashAttentionPrefill {
     runtime.assertAlive();
     const problem = normalizeProblem(options);
     const choice = chooseTier(runtime.capabilities, IMPLEMENTED_TIERS, problem.dtype, problem.headDim, options.tier);
-    const sliceBytes = choice.tier === 'f32' ? 4 : 2;
-    const limits = runtime.tileLimits;
-    const tile = options.tile ?? chooseTileConfig(problem.headDim, limits, TILE_CANDIDATES, sliceBytes);
-    const geometry = checkTileConfig(tile, problem.headDim, limits, sliceBytes);
+    const plan = choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, options.tile) : planVectorKernel(runtime, problem, choice.tier, options.tile);
     const maxGroups = runtime.capabilities.limits.maxComputeWorkgroupsPerDimension;
-    const groups = [Math.ceil(problem.seqQ / tile.blockQ), problem.headsQ, problem.batch];
     const names = ['query blocks (q.shape[2] / blockQ)', 'q.shape[1]', 'q.shape[0]'];
-    groups.forEach((g, i) => {
+    plan.workgroups.forEach((g, i) => {
       if (g > maxGroups) throw new TileConfigError(i === 0 ? 'tile.blockQ' : names[i], `${names[i]} = ${g} workgroups in one dimension`, `at most ${maxGroups}`);
     });
-    const kernel = await runtime.pipelines.get(flashAttentionPrefillKernel, 'main', {
-      HEAD_DIM: problem.headDim,
-      BLOCK_Q: tile.blockQ,
-      BLOCK_KV: tile.blockKV,
-      ROWS_PER_THREAD: tile.rowsPerThread,
-      THREADS_PER_ROW: tile.threadsPerRow,
-      CHUNK: tile.chunk,
-      KV_STAGES: tile.kvStages,
-      MASK_BLOCK: geometry.maskBlock,
-    }, {
-      aliases: { Store4: problem.dtype === 'f16' ? 'vec4<f16>' : 'vec4<f32>', Tile4: sliceBytes === 2 ? 'vec4<f16>' : 'vec4<f32>' },
-      enables: problem.dtype === 'f16' || sliceBytes === 2 ? ['f16'] : [],
-    });
+    const kernel = await runtime.pipelines.get(plan.source, 'main', plan.consts, plan.types);
     const layout = kernel.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
     const params = new ParamsPool(
       runtime.device.queue,
@@ -90,8 +142,8 @@ export class FlashAttentionPrefill {
       problem.batch,
       runtime.capabilities.limits.minStorageBufferOffsetAlignment,
     );
-    const mask = runtime.mMask(geometry.maskBlock);
-    return new FlashAttentionPrefill(runtime, problem, tile, geometry, kernel, params, mask.buffer, mask.bytes, choice);
+    const mask = runtime.mMask(plan.maskBlock);
+    return new FlashAttentionPrefill(runtime, problem, plan, kernel, params, mask.buffer, mask.bytes, choice);
   }
 
   /**
@@ -114,7 +166,8 @@ export class FlashAttentionPrefill {
     const v = resolveBuffer('buffers.v', buffers.v, p.elements.v, p.bytesPerElement, limits);
     const o = resolveBuffer('buffers.o', buffers.o, p.elements.o, p.bytesPerElement, limits);
     const kvLen = normalizeKvLengths(p, call.kvLengths, this.kvScratch);
-    // The kernel indexes Q/K/V/O as vec4: every stride is a multiple of the head dim, hence of 4.
+    // Vector tiers index Q/K/V/O as vec4 (strides are multiples of the head dim, hence of 4); the matrix tier by element.
+    const u = this.strideUnit;
     const s = p.strides;
     const offset = this.params.offsetFor({
       seqQ: p.seqQ,
@@ -124,10 +177,10 @@ export class FlashAttentionPrefill {
       hasWindow: p.window !== undefined ? 1 : 0,
       window: p.window ?? 0,
       scaleLog2: p.scale * Math.LOG2E,
-      qBatch: s.q.batch / 4, qHead: s.q.head / 4, qSeq: s.q.seq / 4,
-      kBatch: s.k.batch / 4, kHead: s.k.head / 4, kSeq: s.k.seq / 4,
-      vBatch: s.v.batch / 4, vHead: s.v.head / 4, vSeq: s.v.seq / 4,
-      oBatch: s.o.batch / 4, oHead: s.o.head / 4, oSeq: s.o.seq / 4,
+      qBatch: s.q.batch / u, qHead: s.q.head / u, qSeq: s.q.seq / u,
+      kBatch: s.k.batch / u, kHead: s.k.head / u, kSeq: s.k.seq / u,
+      vBatch: s.v.batch / u, vHead: s.v.head / u, vSeq: s.v.seq / u,
+      oBatch: s.o.batch / u, oHead: s.o.head / u, oSeq: s.o.seq / u,
       kvLen,
     });
     const group = this.runtime.bindGroups.get(this.kernel.bindGroupLayout, this.kernel.key, [

@@ -6,6 +6,7 @@
 import { BufferError, ScaleError, ShapeError, UnsupportedError } from '../errors.js';
 import { TENSOR_LAYOUTS, tensorElements, tensorStrides, type TensorDesc, type TensorLayout, type TensorStrides } from '../tiling/layout.js';
 import type { TileConfig } from '../tiling/tileConfig.js';
+import type { MatrixTileConfig } from '../tiling/matrixTile.js';
 import type { KernelTier } from './tiers.js';
 import { BufferUsage } from '../runtime/usage.js';
 
@@ -36,8 +37,8 @@ export interface AttentionOptions {
   dtype?: AttentionDType;
   /** Force a kernel tier (`subgroup-matrix`, `f16`, `f32`); default: chosen from the device and dtype. */
   tier?: KernelTier;
-  /** Two-level tile configuration of the fused kernel; default: the best candidate that fits the device. */
-  tile?: TileConfig;
+  /** Tile configuration of the fused kernel (a `MatrixTileConfig` on the subgroup-matrix tier); default: the best that fits the device. */
+  tile?: TileConfig | MatrixTileConfig;
 }
 
 /** A buffer argument: the buffer itself, or a buffer and a byte offset into it. */

@@ -23,6 +23,11 @@ export function hasSubgroupMatrix16(caps: DeviceCapabilities): boolean {
   return (
     caps.features.subgroupMatrix &&
     caps.features.shaderF16 &&
+    caps.features.subgroups &&
+    // The kernel maps 16 rows to one subgroup of 32 invocations (two per row).
+    caps.subgroupSize !== null &&
+    caps.subgroupSize.min === 32 &&
+    caps.subgroupSize.max === 32 &&
     caps.subgroupMatrixConfigs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16)
   );
 }
@@ -34,7 +39,7 @@ export function tierAvailability(caps: DeviceCapabilities, implemented: Readonly
     if (tier === 'subgroup-matrix')
       return hasSubgroupMatrix16(caps)
         ? { tier, available: true, reason: 'chromium-experimental-subgroup-matrix with an f16×f16→f32 16×16×16 config, and shader-f16' }
-        : { tier, available: false, reason: 'needs chromium-experimental-subgroup-matrix (f16→f32 16×16×16) and shader-f16' };
+        : { tier, available: false, reason: 'needs chromium-experimental-subgroup-matrix (f16→f32 16×16×16), shader-f16, subgroups of exactly 32' };
     if (tier === 'f16')
       return caps.features.shaderF16 ? { tier, available: true, reason: 'shader-f16' } : { tier, available: false, reason: 'needs shader-f16' };
     return { tier, available: true, reason: 'portable: f32 storage and math, any WebGPU device' };
@@ -61,10 +66,11 @@ export function chooseTier(caps: DeviceCapabilities, implemented: ReadonlySet<Ke
     const a = ok(requested);
     if (!a.available) throw new UnsupportedError('tier', `${requested} is not available: ${a.reason}`, avail.filter((x) => x.available).map((x) => x.tier).join(', '));
     if (requested === 'f32' && dtype === 'f16') throw new UnsupportedError('tier', 'the f32 tier reads f32 storage only', 'subgroup-matrix or f16 for f16 storage');
-    if (requested === 'subgroup-matrix' && headDim % 16 !== 0) throw new UnsupportedError('tier', `head dim ${headDim} is not a multiple of 16`, 'f16 or f32 for this head dim');
+    if (requested === 'subgroup-matrix' && dtype !== 'f16') throw new UnsupportedError('tier', 'the subgroup-matrix tier reads f16 storage only', 'f16 or f32 for f32 storage');
     return { tier: requested, reason: `requested; ${a.reason}` };
   }
   if (dtype === 'f32') return { tier: 'f32', reason: 'f32 storage: the f32 tier keeps full precision (request another tier to trade it for speed)' };
+  // Every supported head dim is a multiple of 16, as the matrix tier needs.
   if (ok('subgroup-matrix').available && headDim % 16 === 0) return { tier: 'subgroup-matrix', reason: ok('subgroup-matrix').reason };
   return { tier: 'f16', reason: ok('f16').reason };
 }

@@ -6,11 +6,26 @@
 import { cpuAttention } from '../reference/cpuAttention.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { BufferUsage, MapMode } from '../runtime/usage.js';
-import { SUPPORTED_HEAD_DIMS, type AttentionProblem } from '../attention/problem.js';
+import { SUPPORTED_HEAD_DIMS, type AttentionDType, type AttentionProblem } from '../attention/problem.js';
+import type { KernelTier } from '../attention/tiers.js';
+import { Float16Array } from '@petamoriken/float16';
+
+export interface SelfCheckOptions {
+  /** Random problems; each runs through the fused operator and the baseline. */
+  count?: number;
+  /** Storage type; f16 inputs are rounded to f16 before the float64 reference sees them. */
+  dtype?: AttentionDType;
+  /** Force a fused-kernel tier. */
+  tier?: KernelTier;
+  /** Max abs error allowed; default 1e-4 for f32, 2e-3 for f16. */
+  tolerance?: number;
+  onCase?: (c: SelfCheckCase, i: number) => void;
+}
 
 export interface SelfCheckCase {
   label: string;
-  variant: 'fused' | 'standard';
+  /** `fused (<tier>)` or `standard`. */
+  variant: string;
   maxAbsError: number;
   passed: boolean;
 }
@@ -29,19 +44,22 @@ function lcg(seed: number): () => number {
   };
 }
 
-async function read(device: GPUDevice, src: GPUBuffer, bytes: number): Promise<Float32Array> {
+async function read(device: GPUDevice, src: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
   const staging = device.createBuffer({ size: bytes, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
   const enc = device.createCommandEncoder();
   enc.copyBufferToBuffer(src, 0, staging, 0, bytes);
   device.queue.submit([enc.finish()]);
   await staging.mapAsync(MapMode.READ);
-  const out = new Float32Array(staging.getMappedRange().slice(0));
+  const out = staging.getMappedRange().slice(0);
   staging.destroy();
   return out;
 }
 
-/** Run `count` random cases (every head dim, causal or not, GQA, odd lengths, Sq ≠ Sk, padding). */
-export async function selfCheck(rt: FastAttentionRuntime, count = 12, tolerance = 1e-4, onCase?: (c: SelfCheckCase, i: number) => void): Promise<SelfCheckReport> {
+/** Run random cases (every head dim, causal or not, GQA, odd lengths, Sq ≠ Sk, padding) on this device. */
+export async function selfCheck(rt: FastAttentionRuntime, options: SelfCheckOptions = {}): Promise<SelfCheckReport> {
+  const count = options.count ?? 12;
+  const dtype = options.dtype ?? 'f32';
+  const tolerance = options.tolerance ?? (dtype === 'f16' ? 2e-3 : 1e-4);
   const rand = lcg(2024);
   const cases: SelfCheckCase[] = [];
   const dev = rt.device;
@@ -57,32 +75,39 @@ export async function selfCheck(rt: FastAttentionRuntime, count = 12, tolerance 
     const shapeQ = [B, Hq, Sq, D] as const;
     const shapeK = [B, Hkv, Sk, D] as const;
     const layout = rand() < 0.5 ? 'BHSD' : 'BSHD';
-    const opts = { q: { shape: shapeQ, layout }, k: { shape: shapeK, layout }, v: { shape: shapeK, layout }, causal } as const;
-    const make = (n: number): Float32Array<ArrayBuffer> => Float32Array.from({ length: n }, () => 2 * rand() - 1);
-    const fused = await rt.createPrefill(opts);
+    const opts = { q: { shape: shapeQ, layout }, k: { shape: shapeK, layout }, v: { shape: shapeK, layout }, causal, dtype } as const;
+    const fused = await rt.createPrefill({ ...opts, tier: options.tier });
     const p: AttentionProblem = fused.problem;
+    // Data as stored (f16-rounded for f16) and the same values as numbers for the reference.
+    const make = (n: number) => {
+      const values = Float32Array.from({ length: n }, () => 2 * rand() - 1);
+      if (dtype === 'f32') return { bytes: values, values };
+      const half = Float16Array.from(values);
+      return { bytes: new Uint16Array(half.buffer), values: Float32Array.from(half) };
+    };
     const q = make(p.elements.q);
     const k = make(p.elements.k);
     const v = make(p.elements.v);
-    const buf = (data: Float32Array<ArrayBuffer> | null, n: number) => {
-      const b = dev.createBuffer({ size: n * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
+    const buf = (data: ArrayBufferView<ArrayBuffer> | null, n: number) => {
+      const b = dev.createBuffer({ size: Math.ceil((n * p.bytesPerElement) / 4) * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
       if (data) dev.queue.writeBuffer(b, 0, data);
       return b;
     };
-    const bufs = { q: buf(q, q.length), k: buf(k, k.length), v: buf(v, v.length), o: buf(null, p.elements.o) };
-    const ref = cpuAttention(p, q, k, v, kvLengths);
+    const bufs = { q: buf(q.bytes, q.values.length), k: buf(k.bytes, k.values.length), v: buf(v.bytes, v.values.length), o: buf(null, p.elements.o) };
+    const ref = cpuAttention(p, q.values, k.values, v.values, kvLengths);
     const standard = await rt.createStandardAttention({ ...opts, kvLengths });
-    for (const [variant, op] of [['fused', fused], ['standard', standard]] as const) {
+    for (const [variant, op] of [[`fused (${fused.tier.tier})`, fused], ['standard', standard]] as const) {
       await op.run(bufs, { kvLengths });
-      const out = await read(dev, bufs.o, p.elements.o * 4);
+      const raw = await read(dev, bufs.o, bufs.o.size);
+      const out = dtype === 'f32' ? new Float32Array(raw) : new Float16Array(raw);
       let err = 0;
       for (let j = 0; j < p.elements.o; j++) {
         const d = Math.abs(out[j] - ref[j]);
         err = d > err || Number.isNaN(d) ? (Number.isNaN(d) ? Infinity : d) : err;
       }
-      const c = { label: `B${B} Hq${Hq} Hkv${Hkv} Sq${Sq} Sk${Sk} D${D} ${layout}${causal ? ' causal' : ''}${kvLengths ? ' varlen' : ''}`, variant, maxAbsError: err, passed: err <= tolerance };
+      const c = { label: `B${B} Hq${Hq} Hkv${Hkv} Sq${Sq} Sk${Sk} D${D} ${layout} ${dtype}${causal ? ' causal' : ''}${kvLengths ? ' varlen' : ''}`, variant, maxAbsError: err, passed: err <= tolerance };
       cases.push(c);
-      onCase?.(c, cases.length - 1);
+      options.onCase?.(c, cases.length - 1);
     }
     fused.destroy();
     standard.destroy();

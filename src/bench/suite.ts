@@ -9,6 +9,10 @@ import type { AttentionOptions } from '../attention/problem.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { BufferUsage } from '../runtime/usage.js';
 import type { TileConfig } from '../tiling/tileConfig.js';
+import type { MatrixTileConfig } from '../tiling/matrixTile.js';
+import type { AttentionDType } from '../attention/problem.js';
+import type { KernelTier } from '../attention/tiers.js';
+import { Float16Array } from '@petamoriken/float16';
 import { timeGpu, type Timing } from './timing.js';
 
 export interface BenchCase {
@@ -19,12 +23,15 @@ export interface BenchCase {
   causal: boolean;
 }
 
-export type BenchVariant = 'standard' | 'fused';
+/** `standard`, `fused` (the default tier for the dtype) or `fused:<tier>`. */
+export type BenchVariant = 'standard' | 'fused' | `fused:${KernelTier}`;
 
 export interface BenchOptions {
   cases: BenchCase[];
   variants: BenchVariant[];
-  tile?: TileConfig;
+  /** Storage type of Q/K/V/O for every variant; default f32. */
+  dtype?: AttentionDType;
+  tile?: TileConfig | MatrixTileConfig;
   samples?: number;
   minSampleMs?: number;
   /** Ceilings measured in the same run (peaks.mjs JSON), to report fractions of. */
@@ -36,14 +43,16 @@ export interface BenchRow {
   variant: BenchVariant;
   tier: string;
   shape: BenchCase;
-  tile: TileConfig | null;
+  tile: TileConfig | MatrixTileConfig | null;
   timing: Timing;
   flops: number;
   tflops: number;
   /** standard ms / this ms, same inputs, same run; null when the baseline did not run (e.g. too large). */
   speedupVsStandard: number | null;
-  /** tflops / f32 FMA ceiling of the same run, when given. */
-  fractionOfF32Ceiling: number | null;
+  /** tflops / the ceiling of this row's units measured in the same run (f32 FMA, f16 FMA, or subgroup-matrix f16→f32), when given. */
+  fractionOfCeiling: number | null;
+  /** Which ceiling `fractionOfCeiling` refers to. */
+  ceiling: string | null;
   note?: string;
 }
 
@@ -59,30 +68,37 @@ export function caseLabel(c: BenchCase): string {
   return `B${c.batch} H${c.heads} S${c.seq} D${c.headDim}${c.causal ? ' causal' : ''}`;
 }
 
-function filled(device: GPUDevice, elements: number, seed: number): GPUBuffer {
-  const data = new Float32Array(elements);
+function filled(device: GPUDevice, elements: number, seed: number, dtype: AttentionDType): GPUBuffer {
+  const data = dtype === 'f16' ? new Float16Array(elements) : new Float32Array(elements);
   let x = seed;
   for (let i = 0; i < elements; i++) {
     x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
     data[i] = x / 2 ** 32 - 0.5;
   }
-  const buffer = device.createBuffer({ size: data.byteLength, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
-  device.queue.writeBuffer(buffer, 0, data);
+  const buffer = device.createBuffer({ size: Math.ceil(data.byteLength / 4) * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
+  device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer);
   return buffer;
 }
 
 export async function runBench(rt: FastAttentionRuntime, options: BenchOptions): Promise<BenchReport> {
   const rows: BenchRow[] = [];
   const timing = { samples: options.samples ?? 9, minSampleMs: options.minSampleMs ?? 100, maxBatch: 64 };
-  const f32Ceiling = typeof options.ceilings?.f32_fma_tflops === 'number' ? (options.ceilings.f32_fma_tflops as number) : null;
+  // The units each tier runs on: scalar f32 FMA, f16 storage with f32 FMA math, or tensor cores.
+  const ceilingOf = (tier: string): [string | null, number | null] => {
+    const name = tier === 'subgroup-matrix' ? 'subgroup_matrix_f16_f32_16x16x16_tflops' : 'f32_fma_tflops';
+    const value = options.ceilings?.[name];
+    return typeof value === 'number' ? [name, value] : [null, null];
+  };
   const total = options.cases.length * options.variants.length;
   let done = 0;
   for (const c of options.cases) {
     const shape = [c.batch, c.heads, c.seq, c.headDim] as const;
-    const attn: AttentionOptions = { q: { shape }, k: { shape }, v: { shape }, causal: c.causal, tile: options.tile };
+    const dtype = options.dtype ?? 'f32';
+    const attn: AttentionOptions = { q: { shape }, k: { shape }, v: { shape }, causal: c.causal, tile: options.tile, dtype };
     const n = c.batch * c.heads * c.seq * c.headDim;
     const dev = rt.device;
-    const bufs = { q: filled(dev, n, 1), k: filled(dev, n, 2), v: filled(dev, n, 3), o: dev.createBuffer({ size: n * 4, usage: BufferUsage.STORAGE }) };
+    const bytes = dtype === 'f16' ? 2 : 4;
+    const bufs = { q: filled(dev, n, 1, dtype), k: filled(dev, n, 2, dtype), v: filled(dev, n, 3, dtype), o: dev.createBuffer({ size: Math.ceil((n * bytes) / 4) * 4, usage: BufferUsage.STORAGE }) };
     let standardMs: number | null = null;
     for (const variant of [...options.variants].sort((a) => (a === 'standard' ? -1 : 1))) {
       let row: BenchRow | null = null;
@@ -93,31 +109,35 @@ export async function runBench(rt: FastAttentionRuntime, options: BenchOptions):
         } catch (e) {
           // The baseline cannot hold S×S at this size: report it, do not hide it.
           row = null;
-          rows.push({ variant, tier: 'f32 unfused', shape: c, tile: null, timing: { medianMs: NaN, minMs: NaN, maxMs: NaN, samples: 0, batch: 0 }, flops: 0, tflops: NaN, speedupVsStandard: null, fractionOfF32Ceiling: null, note: (e as Error).message });
+          rows.push({ variant, tier: `${dtype} unfused`, shape: c, tile: null, timing: { medianMs: NaN, minMs: NaN, maxMs: NaN, samples: 0, batch: 0 }, flops: 0, tflops: NaN, speedupVsStandard: null, fractionOfCeiling: null, ceiling: null, note: (e as Error).message });
         }
         if (op) {
           const t = await timeGpu(dev, (enc) => op.encode(enc, bufs), timing);
           standardMs = t.medianMs;
           const flops = attentionFlops(op.problem);
           const tflops = flops / t.medianMs / 1e9;
-          row = { variant, tier: 'f32 unfused', shape: c, tile: null, timing: t, flops, tflops, speedupVsStandard: 1, fractionOfF32Ceiling: f32Ceiling ? tflops / f32Ceiling : null };
+          const [ceiling, peak] = ceilingOf('f32');
+          row = { variant, tier: `${dtype} unfused`, shape: c, tile: null, timing: t, flops, tflops, speedupVsStandard: 1, fractionOfCeiling: peak ? tflops / peak : null, ceiling };
           op.destroy();
         }
       } else {
-        const op = await rt.createPrefill(attn);
+        const requested = variant.startsWith('fused:') ? (variant.slice(6) as KernelTier) : undefined;
+        const op = await rt.createPrefill({ ...attn, tier: requested, tile: requested === 'subgroup-matrix' ? undefined : attn.tile });
         const t = await timeGpu(dev, (enc) => op.encode(enc, bufs), timing);
         const flops = attentionFlops(op.problem);
         const tflops = flops / t.medianMs / 1e9;
+        const [ceiling, peak] = ceilingOf(op.tier.tier);
         row = {
           variant,
-          tier: 'f32 two-level tiled',
+          tier: `${op.tier.tier} tier, ${dtype}`,
           shape: c,
           tile: op.tile,
           timing: t,
           flops,
           tflops,
           speedupVsStandard: standardMs !== null ? standardMs / t.medianMs : null,
-          fractionOfF32Ceiling: f32Ceiling ? tflops / f32Ceiling : null,
+          fractionOfCeiling: peak ? tflops / peak : null,
+          ceiling,
         };
         op.destroy();
       }
@@ -131,16 +151,22 @@ export async function runBench(rt: FastAttentionRuntime, options: BenchOptions):
 }
 
 /** The table `fastattn bench` prints. */
+function tileLabel(t: TileConfig | MatrixTileConfig | null): string {
+  if (!t) return '-';
+  if ('subgroups' in t) return `${t.blockQ}x${t.blockKV} ${t.subgroups} subgroups`;
+  return `${t.blockQ}x${t.blockKV} ${t.rowsPerThread}x${t.threadsPerRow} c${t.chunk} s${t.kvStages}`;
+}
+
 export function formatBenchTable(report: BenchReport): string {
-  const head = ['variant', 'shape', 'tile', 'ms (median)', 'TFLOP/s', 'speedup vs standard', '% of f32 FMA ceiling'];
+  const head = ['variant', 'shape', 'tile', 'ms (median)', 'TFLOP/s', 'speedup vs standard', '% of ceiling'];
   const body = report.rows.map((r) => [
     `${r.variant} (${r.tier})`,
     caseLabel(r.shape),
-    r.tile ? `${r.tile.blockQ}x${r.tile.blockKV} ${r.tile.rowsPerThread}x${r.tile.threadsPerRow} c${r.tile.chunk} s${r.tile.kvStages}` : '-',
+    tileLabel(r.tile),
     Number.isFinite(r.timing.medianMs) ? r.timing.medianMs.toFixed(3) : (r.note ?? 'n/a'),
     Number.isFinite(r.tflops) ? r.tflops.toFixed(r.tflops < 1 ? 4 : 2) : '-',
     r.speedupVsStandard !== null ? `${r.speedupVsStandard.toFixed(2)}x` : '-',
-    r.fractionOfF32Ceiling !== null ? `${(100 * r.fractionOfF32Ceiling).toFixed(1)}%` : '-',
+    r.fractionOfCeiling !== null ? `${(100 * r.fractionOfCeiling).toFixed(1)}% ${r.ceiling === 'f32_fma_tflops' ? 'f32 FMA' : 'tensor'}` : '-',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');

@@ -1,0 +1,212 @@
+// FastAttention prefill on tensor cores through subgroup matrices (the
+// subgroup-matrix tier). f16 Q/K/V/O in storage; S, softmax statistics and O
+// accumulate in f32.
+//
+// Grid: (query blocks, query heads, batch). A workgroup of SUBGROUPS subgroups
+// of SG_SIZE invocations owns 16·SUBGROUPS query rows; each subgroup owns 16 of
+// them and keeps their Q as HEAD_DIM/16 left matrices for the whole kernel.
+// Level 1: one K/V span of BLOCK_KV keys per outer step, read by the matrix
+// loads straight from storage (the subgroups of a workgroup share it through
+// the cache). Level 2: 16×16×16 matrix steps — S = Q·Kᵀ as BLOCK_KV/16 result
+// tiles, O += P·V as HEAD_DIM/16 result tiles that stay in registers.
+//
+// Softmax needs element access, which matrices do not give: S goes through a
+// per-subgroup f32 scratch, two invocations per row take max, exp2 and sums,
+// and P goes back as f16. O is rescaled lazily: P = exp2(S − m_ref) with a
+// per-row reference max that only moves when the running max exceeds it by
+// more than RESCALE_LOG2 (P ≤ 2^RESCALE_LOG2 fits f16); only then does O make
+// a round trip through the scratch to be multiplied by exp2(m_ref_old − m_ref_new).
+// The decision is made for the whole workgroup (matrix operations need uniform
+// control flow), so after the first blocks it is rarely taken.
+//
+// Tiling-mask as in flashAttentionPrefill.wgsl: empty key blocks are outside the
+// loop range, full blocks apply no mask, partial blocks read M-mask windows.
+
+const HEAD_DIM: u32 = 128u;
+const BLOCK_KV: u32 = 64u;
+const SUBGROUPS: u32 = 4u;
+const SG_SIZE: u32 = 32u;
+const MASK_BLOCK: u32 = 64u;
+
+const BLOCK_Q: u32 = 16u * SUBGROUPS;
+const THREADS: u32 = SUBGROUPS * SG_SIZE;
+const D16: u32 = HEAD_DIM / 16u;
+const KV16: u32 = BLOCK_KV / 16u;
+const SCRATCH_W: u32 = max(BLOCK_KV, HEAD_DIM);
+const HALF_KV: u32 = BLOCK_KV / 2u;
+const HALF_D: u32 = HEAD_DIM / 2u;
+const MASK_WIDTH: u32 = 3u * MASK_BLOCK;
+const NEG_BIG: f32 = -1.0e30;
+const MASKED_BELOW: f32 = -1.0e29;
+const RESCALE_LOG2: f32 = 8.0;
+
+const EDGE_NONE: i32 = 0;
+const EDGE_CROSS: i32 = 1;
+
+struct Params {
+  seqQ: u32,
+  seqK: u32,
+  groupSize: u32,
+  causal: u32,
+  hasWindow: u32,
+  window: u32,
+  scaleLog2: f32,
+  qBatch: u32, qHead: u32, qSeq: u32,
+  kBatch: u32, kHead: u32, kSeq: u32,
+  vBatch: u32, vHead: u32, vSeq: u32,
+  oBatch: u32, oHead: u32, oSeq: u32,
+  kvLen: array<u32>,
+}
+
+@group(0) @binding(0) var<storage, read> params: Params;
+@group(0) @binding(1) var<storage, read> q: array<f16>;
+@group(0) @binding(2) var<storage, read> k: array<f16>;
+@group(0) @binding(3) var<storage, read> v: array<f16>;
+@group(0) @binding(4) var<storage, read_write> o: array<f16>;
+@group(0) @binding(5) var<storage, read> mMask: array<u32>;
+
+var<workgroup> scratch: array<f32, SUBGROUPS * 16u * SCRATCH_W>;
+var<workgroup> pTile: array<f16, SUBGROUPS * 16u * BLOCK_KV>;
+var<workgroup> rescaleFlag: u32;
+
+fn classifyEdge(alpha: i32, upper: bool, bound: i32, qStart: i32, rows: i32, kStart: i32) -> vec2i {
+  let uMin = kStart - alpha * (qStart + rows - 1);
+  let uMax = kStart + i32(BLOCK_KV) - 1 - alpha * qStart;
+  if (upper) {
+    if (uMax <= bound) { return vec2i(EDGE_NONE, 0); }
+    return vec2i(EDGE_CROSS, kStart - alpha * qStart - bound - 1 + i32(MASK_BLOCK));
+  }
+  if (uMin >= bound) { return vec2i(EDGE_NONE, 0); }
+  return vec2i(EDGE_CROSS, kStart - alpha * qStart - bound + i32(MASK_BLOCK));
+}
+
+@compute @workgroup_size(THREADS)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let b = wg.z;
+  let hq = wg.y;
+  let hkv = hq / params.groupSize;
+  let seqQ = params.seqQ;
+  let kvLen = min(params.kvLen[b], params.seqK);
+  let qStart = wg.x * BLOCK_Q;
+  let rows = min(BLOCK_Q, seqQ - qStart);
+  let offset = i32(kvLen) - i32(seqQ);
+  let sg = tid / SG_SIZE;
+  let lane = tid % SG_SIZE;
+  // Two invocations per row: row `myRow` of this subgroup's 16, columns of half `half`.
+  let myRow = lane / 2u;
+  let half = lane % 2u;
+  let blockRow = sg * 16u + myRow;
+  let rowValid = blockRow < rows;
+  let sBase = sg * 16u * SCRATCH_W;
+  let pBase = sg * 16u * BLOCK_KV;
+  let qBase = b * params.qBatch + hq * params.qHead + (qStart + sg * 16u) * params.qSeq;
+  let kBase = b * params.kBatch + hkv * params.kHead;
+  let vBase = b * params.vBatch + hkv * params.vHead;
+
+  var qm: array<subgroup_matrix_left<f16, 16, 16>, D16>;
+  for (var t = 0u; t < D16; t++) { qm[t] = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&q, qBase + t * 16u, false, params.qSeq); }
+  var acc: array<subgroup_matrix_result<f32, 16, 16>, D16>;
+
+  var kBegin = 0;
+  var kEnd = i32(kvLen);
+  if (params.causal != 0u) { kEnd = min(kEnd, i32(qStart + rows) + offset); }
+  if (params.hasWindow != 0u) { kBegin = max(0, i32(qStart) + offset - i32(params.window) + 1); }
+  var firstBlock = 0u;
+  var endBlock = 0u;
+  if (kEnd > kBegin) {
+    firstBlock = u32(kBegin) / BLOCK_KV;
+    endBlock = (u32(kEnd) + BLOCK_KV - 1u) / BLOCK_KV;
+  }
+
+  var mRef = NEG_BIG;
+  var l = 0.0;
+  var s: array<f32, HALF_KV>;
+
+  for (var kb = firstBlock; kb < endBlock; kb++) {
+    let kStart = kb * BLOCK_KV;
+    // S = Q·Kᵀ, one 16×16 tile of keys at a time, into this subgroup's scratch.
+    for (var n = 0u; n < KV16; n++) {
+      var st = subgroup_matrix_result<f32, 16, 16>();
+      let kOff = kBase + (kStart + n * 16u) * params.kSeq;
+      for (var t = 0u; t < D16; t++) {
+        let kt = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&k, kOff + t * 16u, true, params.kSeq);
+        st = subgroupMatrixMultiplyAccumulate(qm[t], kt, st);
+      }
+      subgroupMatrixStore(&scratch, sBase + n * 16u, st, false, SCRATCH_W);
+    }
+    if (tid == 0u) { rescaleFlag = 0u; }
+    workgroupBarrier();
+
+    let eLen = classifyEdge(0, true, i32(kvLen) - 1, i32(qStart), i32(rows), i32(kStart));
+    var eCausal = vec2i(EDGE_NONE, 0);
+    var eWindow = vec2i(EDGE_NONE, 0);
+    if (params.causal != 0u) { eCausal = classifyEdge(1, true, offset, i32(qStart), i32(rows), i32(kStart)); }
+    if (params.hasWindow != 0u) { eWindow = classifyEdge(1, false, offset - i32(params.window) + 1, i32(qStart), i32(rows), i32(kStart)); }
+    let partial = eLen.x == EDGE_CROSS || eCausal.x == EDGE_CROSS || eWindow.x == EDGE_CROSS;
+    var mx = NEG_BIG;
+    for (var j = 0u; j < HALF_KV; j++) {
+      let c = half * HALF_KV + j;
+      var x = scratch[sBase + myRow * SCRATCH_W + c] * params.scaleLog2;
+      var masked = !rowValid;
+      if (partial) {
+        let ci = i32(c);
+        if (eLen.x == EDGE_CROSS) { masked = masked || mMask[u32(ci + eLen.y)] == 1u; }
+        if (eCausal.x == EDGE_CROSS) { masked = masked || mMask[blockRow * MASK_WIDTH + u32(ci + eCausal.y)] == 1u; }
+        if (eWindow.x == EDGE_CROSS) { masked = masked || mMask[blockRow * MASK_WIDTH + u32(ci + eWindow.y)] == 0u; }
+      }
+      x = select(x, NEG_BIG, masked);
+      s[j] = x;
+      mx = max(mx, x);
+    }
+    mx = max(mx, subgroupShuffleXor(mx, 1u));
+    if (mx > mRef + RESCALE_LOG2) { rescaleFlag = 1u; }
+    let rescale = workgroupUniformLoad(&rescaleFlag);
+    if (rescale != 0u) {
+      // Move every row's reference up to its current max, and O and l with it
+      // (on the first block O is still zero: nothing to move).
+      let mNew = max(mRef, mx);
+      let alpha = exp2(mRef - mNew);
+      mRef = mNew;
+      l *= alpha;
+      if (kb != firstBlock) {
+        for (var t = 0u; t < D16; t++) { subgroupMatrixStore(&scratch, sBase + t * 16u, acc[t], false, SCRATCH_W); }
+        workgroupBarrier();
+        for (var j = 0u; j < HALF_D; j++) { scratch[sBase + myRow * SCRATCH_W + half * HALF_D + j] *= alpha; }
+        workgroupBarrier();
+        for (var t = 0u; t < D16; t++) { acc[t] = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&scratch, sBase + t * 16u, false, SCRATCH_W); }
+      }
+    }
+    var sum = 0.0;
+    for (var j = 0u; j < HALF_KV; j++) {
+      let p = select(exp2(s[j] - mRef), 0.0, s[j] < MASKED_BELOW);
+      sum += p;
+      pTile[pBase + myRow * BLOCK_KV + half * HALF_KV + j] = f16(p);
+    }
+    l += sum;
+    workgroupBarrier();
+
+    // O += P·V: P from this subgroup's tile, V straight from storage.
+    for (var n = 0u; n < KV16; n++) {
+      let pl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&pTile, pBase + n * 16u, false, BLOCK_KV);
+      let vOff = vBase + (kStart + n * 16u) * params.vSeq;
+      for (var t = 0u; t < D16; t++) {
+        let vt = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&v, vOff + t * 16u, false, params.vSeq);
+        acc[t] = subgroupMatrixMultiplyAccumulate(pl, vt, acc[t]);
+      }
+    }
+  }
+
+  // Epilogue: O / l through the scratch; rows that saw no key give 0.
+  workgroupBarrier();
+  for (var t = 0u; t < D16; t++) { subgroupMatrixStore(&scratch, sBase + t * 16u, acc[t], false, SCRATCH_W); }
+  workgroupBarrier();
+  let total = l + subgroupShuffleXor(l, 1u);
+  let inv = select(0.0, 1.0 / total, total > 0.0);
+  if (rowValid) {
+    let oRow = b * params.oBatch + hq * params.oHead + (qStart + blockRow) * params.oSeq;
+    for (var j = 0u; j < HALF_D; j++) {
+      let c = half * HALF_D + j;
+      o[oRow + c] = f16(scratch[sBase + myRow * SCRATCH_W + c] * inv);
+    }
+  }
+}

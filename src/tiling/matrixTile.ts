@@ -1,0 +1,51 @@
+/**
+ * Tiles of the subgroup-matrix tier: one subgroup of 32 invocations per 16
+ * query rows, K/V spans of `blockKV` keys, 16×16×16 matrix steps inside.
+ */
+import { TileConfigError } from '../errors.js';
+import type { TileLimits } from './tileConfig.js';
+
+export interface MatrixTileConfig {
+  /** Query rows per workgroup: 16 per subgroup. */
+  blockQ: number;
+  /** Keys per outer step (a multiple of 16). */
+  blockKV: number;
+  /** Subgroups per workgroup. */
+  subgroups: number;
+}
+
+export const MATRIX_SUBGROUP_SIZE = 32;
+
+/** Workgroup bytes: an f32 scratch of 16 × max(blockKV, D) and an f16 P tile of 16 × blockKV per subgroup. */
+export function matrixTileStorageBytes(t: MatrixTileConfig, headDim: number): number {
+  return t.subgroups * 16 * (Math.max(t.blockKV, headDim) * 4 + t.blockKV * 2) + 4;
+}
+
+export function checkMatrixTile(t: MatrixTileConfig, headDim: number, limits: TileLimits): void {
+  if (!Number.isInteger(t.subgroups) || t.subgroups < 1) throw new TileConfigError('tile.subgroups', `got ${t.subgroups}`, 'integers ≥ 1');
+  if (t.blockQ !== 16 * t.subgroups) throw new TileConfigError('tile.blockQ', `${t.blockQ} ≠ 16 × subgroups (${t.subgroups})`, `${16 * t.subgroups}`);
+  if (!Number.isInteger(t.blockKV) || t.blockKV <= 0 || t.blockKV % 32 !== 0)
+    throw new TileConfigError('tile.blockKV', `got ${t.blockKV}`, 'positive multiples of 32 (two invocations per row take half each)');
+  if (headDim % 32 !== 0 && headDim % 16 !== 0) throw new TileConfigError('tile', `head dim ${headDim} is not a multiple of 16`, 'multiples of 16');
+  const threads = t.subgroups * MATRIX_SUBGROUP_SIZE;
+  const maxThreads = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
+  if (threads > maxThreads) throw new TileConfigError('tile.subgroups', `needs ${threads} invocations`, `at most ${maxThreads}`);
+  const bytes = matrixTileStorageBytes(t, headDim);
+  if (bytes > limits.maxComputeWorkgroupStorageSize)
+    throw new TileConfigError('tile', `needs ${bytes} bytes of workgroup storage at headDim ${headDim}`, `at most ${limits.maxComputeWorkgroupStorageSize} bytes on this device`);
+}
+
+/** The most subgroups (up to 4) whose scratch fits the device, with 64-key spans. */
+export function chooseMatrixTile(headDim: number, limits: TileLimits): MatrixTileConfig {
+  let last: unknown;
+  for (const subgroups of [4, 2, 1]) {
+    const t = { blockQ: 16 * subgroups, blockKV: 64, subgroups };
+    try {
+      checkMatrixTile(t, headDim, limits);
+      return t;
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last;
+}
