@@ -114,12 +114,49 @@ function structLayout(s: StructInfo): StructLayout {
   };
 }
 
-/** Reflect the compute entry points of a WGSL module and the bindings each one uses. */
+/**
+ * The module's declarations with every function body emptied. wgsl_reflect
+ * cannot parse subgroup-matrix types or builtins, which only occur in bodies;
+ * bindings and structs survive intact.
+ */
+export function declarationsOnly(source: string): string {
+  let out = '';
+  let i = 0;
+  const fnHead = /\bfn\s+[A-Za-z_]\w*\s*\(/g;
+  for (let m = fnHead.exec(source); m; m = fnHead.exec(source)) {
+    const open = source.indexOf('{', m.index);
+    let depth = 0;
+    let end = open;
+    for (; end < source.length; end++) {
+      if (source[end] === '{') depth++;
+      else if (source[end] === '}' && --depth === 0) break;
+    }
+    out += `${source.slice(i, open)}{}`;
+    i = end + 1;
+    fnHead.lastIndex = i;
+  }
+  return (out + source.slice(i)).replace(/^enable\s+chromium_experimental_subgroup_matrix\s*;/gm, '');
+}
+
+/**
+ * Reflect the compute entry points of a WGSL module and the bindings each one
+ * uses. Modules wgsl_reflect cannot parse (subgroup matrices) are reflected from
+ * their declarations, and then every entry point is taken to use every binding.
+ */
 export function reflectKernel(source: string): KernelReflection {
-  const r = new WgslReflect(source);
+  let r: WgslReflect;
+  let bodies = true;
+  try {
+    r = new WgslReflect(source);
+  } catch (e) {
+    if (!/chromium_experimental_subgroup_matrix/.test(source)) throw e;
+    r = new WgslReflect(declarationsOnly(source));
+    bodies = false;
+  }
+  const all = [...r.uniforms, ...r.storage];
   const bindings: Record<string, ReflectedBinding[]> = {};
   for (const entry of r.entry.compute) {
-    bindings[entry.name] = entry.resources
+    bindings[entry.name] = (bodies ? entry.resources : all)
       .map((res): ReflectedBinding => {
         const kind: BindingKind = res.resourceType === ResourceType.Uniform ? 'uniform' : res.access === 'read' ? 'read-only-storage' : 'storage';
         const struct = res.type.isStruct ? structLayout(res.type as StructInfo) : undefined;
