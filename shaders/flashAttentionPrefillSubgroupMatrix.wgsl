@@ -2,12 +2,12 @@
 // subgroup-matrix tier). f16 Q/K/V/O in storage; S, softmax statistics and O
 // accumulate in f32.
 //
-// Grid: (query blocks, query heads, batch). A workgroup of SUBGROUPS subgroups
-// of SG_SIZE invocations owns 16·SUBGROUPS query rows; each subgroup owns 16 of
-// them and keeps their Q as HEAD_DIM/16 left matrices for the whole kernel.
-// Level 1: one K/V span of BLOCK_KV keys per outer step, read by the matrix
-// loads straight from storage (the subgroups of a workgroup share it through
-// the cache). Level 2: 16×16×16 matrix steps — S = Q·Kᵀ as BLOCK_KV/16 result
+// Grid: (query blocks, query heads, batch). A workgroup is one subgroup of
+// SG_SIZE invocations (the matrix builtins need workgroup-uniform offsets, so
+// the workgroup and the subgroup coincide) and owns 16 query rows, kept as
+// HEAD_DIM/16 left matrices for the whole kernel. Level 1: one K/V span of
+// BLOCK_KV keys per outer step, read by the matrix loads straight from storage
+// (workgroups of the same head share it through the caches). Level 2: 16×16×16 matrix steps — S = Q·Kᵀ as BLOCK_KV/16 result
 // tiles, O += P·V as HEAD_DIM/16 result tiles that stay in registers.
 //
 // Softmax needs element access, which matrices do not give: S goes through a
@@ -24,12 +24,11 @@
 
 const HEAD_DIM: u32 = 128u;
 const BLOCK_KV: u32 = 64u;
-const SUBGROUPS: u32 = 4u;
 const SG_SIZE: u32 = 32u;
 const MASK_BLOCK: u32 = 64u;
 
-const BLOCK_Q: u32 = 16u * SUBGROUPS;
-const THREADS: u32 = SUBGROUPS * SG_SIZE;
+const BLOCK_Q: u32 = 16u;
+const THREADS: u32 = SG_SIZE;
 const D16: u32 = HEAD_DIM / 16u;
 const KV16: u32 = BLOCK_KV / 16u;
 const SCRATCH_W: u32 = max(BLOCK_KV, HEAD_DIM);
@@ -65,8 +64,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> o: array<f16>;
 @group(0) @binding(5) var<storage, read> mMask: array<u32>;
 
-var<workgroup> scratch: array<f32, SUBGROUPS * 16u * SCRATCH_W>;
-var<workgroup> pTile: array<f16, SUBGROUPS * 16u * BLOCK_KV>;
+var<workgroup> scratch: array<f32, 16u * SCRATCH_W>;
+var<workgroup> pTile: array<f16, 16u * BLOCK_KV>;
 var<workgroup> rescaleFlag: u32;
 
 fn classifyEdge(alpha: i32, upper: bool, bound: i32, qStart: i32, rows: i32, kStart: i32) -> vec2i {
@@ -90,16 +89,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   let qStart = wg.x * BLOCK_Q;
   let rows = min(BLOCK_Q, seqQ - qStart);
   let offset = i32(kvLen) - i32(seqQ);
-  let sg = tid / SG_SIZE;
-  let lane = tid % SG_SIZE;
-  // Two invocations per row: row `myRow` of this subgroup's 16, columns of half `half`.
-  let myRow = lane / 2u;
-  let half = lane % 2u;
-  let blockRow = sg * 16u + myRow;
+  // Two invocations per row: row `myRow` of the 16, columns of half `half`.
+  let myRow = tid / 2u;
+  let half = tid % 2u;
+  let blockRow = myRow;
   let rowValid = blockRow < rows;
-  let sBase = sg * 16u * SCRATCH_W;
-  let pBase = sg * 16u * BLOCK_KV;
-  let qBase = b * params.qBatch + hq * params.qHead + (qStart + sg * 16u) * params.qSeq;
+  let sBase = 0u;
+  let pBase = 0u;
+  let qBase = b * params.qBatch + hq * params.qHead + qStart * params.qSeq;
   let kBase = b * params.kBatch + hkv * params.kHead;
   let vBase = b * params.vBatch + hkv * params.vHead;
 

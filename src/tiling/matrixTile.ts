@@ -22,7 +22,7 @@ export function matrixTileStorageBytes(t: MatrixTileConfig, headDim: number): nu
 }
 
 export function checkMatrixTile(t: MatrixTileConfig, headDim: number, limits: TileLimits): void {
-  if (!Number.isInteger(t.subgroups) || t.subgroups < 1) throw new TileConfigError('tile.subgroups', `got ${t.subgroups}`, 'integers ≥ 1');
+  if (t.subgroups !== 1) throw new TileConfigError('tile.subgroups', `got ${t.subgroups}`, '1 (matrix offsets must be workgroup-uniform)');
   if (t.blockQ !== 16 * t.subgroups) throw new TileConfigError('tile.blockQ', `${t.blockQ} ≠ 16 × subgroups (${t.subgroups})`, `${16 * t.subgroups}`);
   if (!Number.isInteger(t.blockKV) || t.blockKV <= 0 || t.blockKV % 32 !== 0)
     throw new TileConfigError('tile.blockKV', `got ${t.blockKV}`, 'positive multiples of 32 (two invocations per row take half each)');
@@ -35,10 +35,13 @@ export function checkMatrixTile(t: MatrixTileConfig, headDim: number, limits: Ti
     throw new TileConfigError('tile', `needs ${bytes} bytes of workgroup storage at headDim ${headDim}`, `at most ${limits.maxComputeWorkgroupStorageSize} bytes on this device`);
 }
 
-/** The most subgroups (up to 4) whose scratch fits the device, with 64-key spans. */
+/**
+ * One subgroup per workgroup (the matrix builtins need workgroup-uniform
+ * offsets), with 64-key spans.
+ */
 export function chooseMatrixTile(headDim: number, limits: TileLimits): MatrixTileConfig {
   let last: unknown;
-  for (const subgroups of [4, 2, 1]) {
+  for (const subgroups of [1]) {
     const t = { blockQ: 16 * subgroups, blockKV: 64, subgroups };
     try {
       checkMatrixTile(t, headDim, limits);

@@ -1,0 +1,72 @@
+// The typed WGSL generator and the reflection it relies on.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { declarationsOnly, packStruct, reflectKernel, specializeWgsl, structBytes } from '../../src/runtime/wgsl.js';
+
+const prefill = readFileSync('shaders/flashAttentionPrefill.wgsl', 'utf8');
+const matrix = readFileSync('shaders/flashAttentionPrefillSubgroupMatrix.wgsl', 'utf8');
+
+describe('WGSL specialization', () => {
+  it('rewrites consts and aliases, and adds enables in front', () => {
+    const out = specializeWgsl(prefill, { HEAD_DIM: 80, KV_STAGES: 1 }, { aliases: { Store4: 'vec4<f16>' }, enables: ['f16'] });
+    expect(out.startsWith('enable f16;\n')).toBe(true);
+    expect(out).toMatch(/^const HEAD_DIM: u32 = 80u;$/m);
+    expect(out).toMatch(/^const KV_STAGES: u32 = 1u;$/m);
+    expect(out).toMatch(/^alias Store4 = vec4<f16>;$/m);
+    expect(out).toMatch(/^alias Tile4 = vec4<f32>;$/m);
+  });
+
+  it('refuses names the shader does not declare, and bad values', () => {
+    expect(() => specializeWgsl(prefill, { NOT_THERE: 1 })).toThrow(/NOT_THERE/);
+    expect(() => specializeWgsl(prefill, {}, { aliases: { Nope: 'f32' } })).toThrow(/Nope/);
+    expect(() => specializeWgsl(prefill, { HEAD_DIM: -1 })).toThrow(/HEAD_DIM/);
+    expect(() => specializeWgsl(prefill, { HEAD_DIM: 1.5 })).toThrow(/HEAD_DIM/);
+    expect(() => specializeWgsl(prefill, {}, { aliases: { Store4: 'vec4<f32>; var x' } })).toThrow(/not a type/);
+  });
+});
+
+describe('reflection', () => {
+  it('reads the bindings and the params layout of the vector kernel', () => {
+    const r = reflectKernel(prefill);
+    const b = r.bindings.main;
+    expect(b.map((x) => [x.name, x.binding, x.kind])).toEqual([
+      ['params', 0, 'read-only-storage'],
+      ['q', 1, 'read-only-storage'],
+      ['k', 2, 'read-only-storage'],
+      ['v', 3, 'read-only-storage'],
+      ['o', 4, 'storage'],
+      ['mMask', 5, 'read-only-storage'],
+    ]);
+    const layout = b[0].struct!;
+    expect(layout.members[0]).toMatchObject({ name: 'seqQ', offset: 0, type: 'u32' });
+    const kvLen = layout.members.find((m) => m.name === 'kvLen')!;
+    expect(kvLen).toMatchObject({ type: 'array', elementType: 'u32', stride: 4 });
+    expect(structBytes(layout, 3)).toBe(kvLen.offset + 12);
+  });
+
+  it('reflects the subgroup-matrix kernel from its declarations', () => {
+    const src = specializeWgsl(matrix, {}, { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] });
+    const decl = declarationsOnly(src);
+    expect(decl).not.toMatch(/subgroupMatrix/);
+    expect(decl).toMatch(/@group\(0\) @binding\(4\) var<storage, read_write> o: array<f16>;/);
+    const r = reflectKernel(src);
+    expect(r.bindings.main.map((x) => x.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask']);
+    // Same params layout as the vector kernel: one pool format for both tiers.
+    expect(r.bindings.main[0].struct!.members.map((m) => [m.name, m.offset])).toEqual(reflectKernel(prefill).bindings.main[0].struct!.members.map((m) => [m.name, m.offset]));
+  });
+
+  it('packs values at the reflected offsets and rejects unknown or missing members', () => {
+    const layout = reflectKernel(prefill).bindings.main[0].struct!;
+    const values: Record<string, number | number[]> = {};
+    for (const m of layout.members) values[m.name] = m.type === 'array' ? [7, 9] : 1;
+    values.scaleLog2 = 0.5;
+    const view = new DataView(new ArrayBuffer(structBytes(layout, 2)));
+    packStruct(layout, values, view);
+    const at = (n: string) => layout.members.find((m) => m.name === n)!.offset;
+    expect(view.getFloat32(at('scaleLog2'), true)).toBe(0.5);
+    expect(view.getUint32(at('kvLen') + 4, true)).toBe(9);
+    expect(() => packStruct(layout, { ...values, extra: 1 }, view)).toThrow(/extra/);
+    const { seqQ: _drop, ...missing } = values;
+    expect(() => packStruct(layout, missing, view)).toThrow(/seqQ/);
+  });
+});
