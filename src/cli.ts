@@ -90,7 +90,7 @@ async function main(): Promise<number> {
   const caps = rt.capabilities;
   if (command === 'info') {
     const tiles = Object.fromEntries([32, 64, 80, 96, 128, 256].map((d) => [d, chooseTileConfig(d, rt.tileLimits)]));
-    console.log(JSON.stringify({ ...caps, defaultTiles: tiles }, null, 2));
+    console.log(JSON.stringify({ ...caps, tiers: rt.tiers, defaultTiles: tiles }, null, 2));
     rt.destroy();
     return 0;
   }

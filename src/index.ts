@@ -28,6 +28,11 @@ export {
   type BufferArg,
 } from './attention/problem.js';
 export type { EncodeTarget } from './attention/encode.js';
+export { chooseTier, tierAvailability, KERNEL_TIERS, type KernelTier, type TierChoice, type TierAvailability } from './attention/tiers.js';
+export { selfCheck, type SelfCheckOptions, type SelfCheckReport, type SelfCheckCase } from './bench/selfCheck.js';
+export { runBench, formatBenchTable, type BenchCase, type BenchOptions, type BenchReport, type BenchRow, type BenchVariant } from './bench/suite.js';
+export { timeGpu, type Timing, type TimingOptions } from './bench/timing.js';
+export * from './tiling/matrixTile.js';
 export { attentionFlops, unmaskedPairs } from './attention/flops.js';
 export { cpuAttention } from './reference/cpuAttention.js';
 export * from './tiling/layout.js';

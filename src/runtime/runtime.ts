@@ -10,7 +10,8 @@ import { describeCapabilities, WANTED_FEATURES, WANTED_LIMITS, type DeviceCapabi
 import { BufferLedger } from './memory.js';
 import { PipelineCache } from './pipelineCache.js';
 import { BufferUsage } from './usage.js';
-import { FlashAttentionPrefill } from '../attention/flashAttentionPrefill.js';
+import { FlashAttentionPrefill, IMPLEMENTED_TIERS } from '../attention/flashAttentionPrefill.js';
+import { tierAvailability, type TierAvailability } from '../attention/tiers.js';
 import type { AttentionOptions } from '../attention/problem.js';
 import { StandardAttention, type StandardAttentionOptions } from '../attention/standardAttention.js';
 
@@ -85,6 +86,11 @@ export class FastAttentionRuntime {
     if (!gpu) throw new NoAdapterError('navigator.gpu is missing: this browser has no WebGPU (in Node, use createNodeRuntime)');
     const { adapter, device } = await acquireDevice(gpu, options.powerPreference);
     return new FastAttentionRuntime(device, adapter.info, true, budget, [gpu, adapter]);
+  }
+
+  /** Which kernel tiers this device can run, each with the reason. */
+  get tiers(): TierAvailability[] {
+    return tierAvailability(this.capabilities, IMPLEMENTED_TIERS);
   }
 
   /** Why the device was lost, or null while it is alive. */
