@@ -13,3 +13,5 @@ export * from './fragmentConverter.js';
 export * from './smemPlanner.js';
 export * from './kernelTiles.js';
 export * from './demoData.js';
+export * from './kernelTables.js';
+export * from './voltaAttention.js';
