@@ -1,23 +1,21 @@
 // FastAttention prefill on tensor cores through subgroup matrices (the
 // subgroup-matrix tier). f16 Q/K/V/O in storage; S, softmax statistics and O
 // accumulate in f32.
-//
+
 // Grid: (query blocks, query heads, batch). A workgroup is one subgroup of
 // SG_SIZE invocations (the matrix builtins need workgroup-uniform offsets, so
-// the workgroup and the subgroup coincide) and owns 16 query rows, kept as
-// HEAD_DIM/16 left matrices for the whole kernel. Level 1: one K/V span of
-// BLOCK_KV keys per outer step, read by the matrix loads straight from storage
-// (workgroups of the same head share it through the caches). Level 2: 16×16×16 matrix steps — S = Q·Kᵀ as BLOCK_KV/16 result
-// tiles, O += P·V as HEAD_DIM/16 result tiles that stay in registers.
+// the workgroup and the subgroup coincide) and owns 16 query rows. Level 1:
+// one K/V span of BLOCK_KV keys per outer step, read by the matrix loads
+// straight from storage (workgroups of the same head share it through the
+// caches). Level 2: 16×16×16 matrix steps — S = Q·Kᵀ as BLOCK_KV/16 result
+// tiles, O += P·V as HEAD_DIM/16 result tiles.
 //
-// Softmax needs element access, which matrices do not give: S goes through a
-// per-subgroup f32 scratch, two invocations per row take max, exp2 and sums,
-// and P goes back as f16. O is rescaled lazily: P = exp2(S − m_ref) with a
-// per-row reference max that only moves when the running max exceeds it by
-// more than RESCALE_LOG2 (P ≤ 2^RESCALE_LOG2 fits f16); only then does O make
-// a round trip through the scratch to be multiplied by exp2(m_ref_old − m_ref_new).
-// The decision is made for the whole workgroup (matrix operations need uniform
-// control flow), so after the first blocks it is rarely taken.
+// Matrices give no element access and are not kept in arrays (drivers handle
+// dynamically indexed arrays of them poorly), so the 16 rows' Q (f16) and O
+// (f32) live in workgroup memory: S is stored to an f32 scratch, two
+// invocations per row take max, exp2 and sums, rescale their half of the O row
+// by exp2(m_old − m_new) in place, and write P as f16; each O tile is then
+// loaded, accumulated over the span's P·V steps and stored back.
 //
 // Tiling-mask as in flashAttentionPrefill.wgsl: empty key blocks are outside the
 // loop range, full blocks apply no mask, partial blocks read M-mask windows.
@@ -31,13 +29,11 @@ const BLOCK_Q: u32 = 16u;
 const THREADS: u32 = SG_SIZE;
 const D16: u32 = HEAD_DIM / 16u;
 const KV16: u32 = BLOCK_KV / 16u;
-const SCRATCH_W: u32 = max(BLOCK_KV, HEAD_DIM);
 const HALF_KV: u32 = BLOCK_KV / 2u;
 const HALF_D: u32 = HEAD_DIM / 2u;
 const MASK_WIDTH: u32 = 3u * MASK_BLOCK;
 const NEG_BIG: f32 = -1.0e30;
 const MASKED_BELOW: f32 = -1.0e29;
-const RESCALE_LOG2: f32 = 8.0;
 
 const EDGE_NONE: i32 = 0;
 const EDGE_CROSS: i32 = 1;
@@ -64,9 +60,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> o: array<f16>;
 @group(0) @binding(5) var<storage, read> mMask: array<u32>;
 
-var<workgroup> scratch: array<f32, 16u * SCRATCH_W>;
+var<workgroup> qTile: array<f16, 16u * HEAD_DIM>;
+var<workgroup> oTile: array<f32, 16u * HEAD_DIM>;
+var<workgroup> sTile: array<f32, 16u * BLOCK_KV>;
 var<workgroup> pTile: array<f16, 16u * BLOCK_KV>;
-var<workgroup> rescaleFlag: u32;
 
 fn classifyEdge(alpha: i32, upper: bool, bound: i32, qStart: i32, rows: i32, kStart: i32) -> vec2i {
   let uMin = kStart - alpha * (qStart + rows - 1);
@@ -92,17 +89,19 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   // Two invocations per row: row `myRow` of the 16, columns of half `half`.
   let myRow = tid / 2u;
   let half = tid % 2u;
-  let blockRow = myRow;
-  let rowValid = blockRow < rows;
-  let sBase = 0u;
-  let pBase = 0u;
-  let qBase = b * params.qBatch + hq * params.qHead + qStart * params.qSeq;
+  let rowValid = myRow < rows;
+  let qBase = b * params.qBatch + hq * params.qHead;
   let kBase = b * params.kBatch + hkv * params.kHead;
   let vBase = b * params.vBatch + hkv * params.vHead;
 
-  var qm: array<subgroup_matrix_left<f16, 16, 16>, D16>;
-  for (var t = 0u; t < D16; t++) { qm[t] = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&q, qBase + t * 16u, false, params.qSeq); }
-  var acc: array<subgroup_matrix_result<f32, 16, 16>, D16>;
+  // Stage Q (rows past seqQ as zeros) and clear O.
+  for (var e = tid; e < 16u * HEAD_DIM; e += THREADS) {
+    let r = e / HEAD_DIM;
+    var x = f16(0.0);
+    if (r < rows) { x = q[qBase + (qStart + r) * params.qSeq + e % HEAD_DIM]; }
+    qTile[e] = x;
+    oTile[e] = 0.0;
+  }
 
   var kBegin = 0;
   var kEnd = i32(kvLen);
@@ -115,23 +114,23 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     endBlock = (u32(kEnd) + BLOCK_KV - 1u) / BLOCK_KV;
   }
 
-  var mRef = NEG_BIG;
+  var m = NEG_BIG;
   var l = 0.0;
-  var s: array<f32, HALF_KV>;
 
   for (var kb = firstBlock; kb < endBlock; kb++) {
     let kStart = kb * BLOCK_KV;
-    // S = Q·Kᵀ, one 16×16 tile of keys at a time, into this subgroup's scratch.
+    workgroupBarrier(); // Q staged / previous block's P and O tiles consumed
+    // S = Q·Kᵀ, one 16×16 tile of keys at a time.
     for (var n = 0u; n < KV16; n++) {
       var st = subgroup_matrix_result<f32, 16, 16>();
       let kOff = kBase + (kStart + n * 16u) * params.kSeq;
       for (var t = 0u; t < D16; t++) {
+        let qt = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qTile, t * 16u, false, HEAD_DIM);
         let kt = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&k, kOff + t * 16u, true, params.kSeq);
-        st = subgroupMatrixMultiplyAccumulate(qm[t], kt, st);
+        st = subgroupMatrixMultiplyAccumulate(qt, kt, st);
       }
-      subgroupMatrixStore(&scratch, sBase + n * 16u, st, false, SCRATCH_W);
+      subgroupMatrixStore(&sTile, n * 16u, st, false, BLOCK_KV);
     }
-    if (tid == 0u) { rescaleFlag = 0u; }
     workgroupBarrier();
 
     let eLen = classifyEdge(0, true, i32(kvLen) - 1, i32(qStart), i32(rows), i32(kStart));
@@ -140,70 +139,56 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     if (params.causal != 0u) { eCausal = classifyEdge(1, true, offset, i32(qStart), i32(rows), i32(kStart)); }
     if (params.hasWindow != 0u) { eWindow = classifyEdge(1, false, offset - i32(params.window) + 1, i32(qStart), i32(rows), i32(kStart)); }
     let partial = eLen.x == EDGE_CROSS || eCausal.x == EDGE_CROSS || eWindow.x == EDGE_CROSS;
+    var s: array<f32, HALF_KV>;
     var mx = NEG_BIG;
     for (var j = 0u; j < HALF_KV; j++) {
       let c = half * HALF_KV + j;
-      var x = scratch[sBase + myRow * SCRATCH_W + c] * params.scaleLog2;
+      var x = sTile[myRow * BLOCK_KV + c] * params.scaleLog2;
       var masked = !rowValid;
       if (partial) {
         let ci = i32(c);
         if (eLen.x == EDGE_CROSS) { masked = masked || mMask[u32(ci + eLen.y)] == 1u; }
-        if (eCausal.x == EDGE_CROSS) { masked = masked || mMask[blockRow * MASK_WIDTH + u32(ci + eCausal.y)] == 1u; }
-        if (eWindow.x == EDGE_CROSS) { masked = masked || mMask[blockRow * MASK_WIDTH + u32(ci + eWindow.y)] == 0u; }
+        if (eCausal.x == EDGE_CROSS) { masked = masked || mMask[myRow * MASK_WIDTH + u32(ci + eCausal.y)] == 1u; }
+        if (eWindow.x == EDGE_CROSS) { masked = masked || mMask[myRow * MASK_WIDTH + u32(ci + eWindow.y)] == 0u; }
       }
       x = select(x, NEG_BIG, masked);
       s[j] = x;
       mx = max(mx, x);
     }
-    mx = max(mx, subgroupShuffleXor(mx, 1u));
-    if (mx > mRef + RESCALE_LOG2) { rescaleFlag = 1u; }
-    let rescale = workgroupUniformLoad(&rescaleFlag);
-    if (rescale != 0u) {
-      // Move every row's reference up to its current max, and O and l with it
-      // (on the first block O is still zero: nothing to move).
-      let mNew = max(mRef, mx);
-      let alpha = exp2(mRef - mNew);
-      mRef = mNew;
-      l *= alpha;
-      if (kb != firstBlock) {
-        for (var t = 0u; t < D16; t++) { subgroupMatrixStore(&scratch, sBase + t * 16u, acc[t], false, SCRATCH_W); }
-        workgroupBarrier();
-        for (var j = 0u; j < HALF_D; j++) { scratch[sBase + myRow * SCRATCH_W + half * HALF_D + j] *= alpha; }
-        workgroupBarrier();
-        for (var t = 0u; t < D16; t++) { acc[t] = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&scratch, sBase + t * 16u, false, SCRATCH_W); }
-      }
-    }
+    let mNew = max(m, max(mx, subgroupShuffleXor(mx, 1u)));
+    let alpha = exp2(m - mNew);
+    m = mNew;
     var sum = 0.0;
     for (var j = 0u; j < HALF_KV; j++) {
-      let p = select(exp2(s[j] - mRef), 0.0, s[j] < MASKED_BELOW);
+      let p = select(exp2(s[j] - mNew), 0.0, s[j] < MASKED_BELOW);
       sum += p;
-      pTile[pBase + myRow * BLOCK_KV + half * HALF_KV + j] = f16(p);
+      pTile[myRow * BLOCK_KV + half * HALF_KV + j] = f16(p);
     }
-    l += sum;
+    l = l * alpha + sum;
+    for (var j = 0u; j < HALF_D; j++) { oTile[myRow * HEAD_DIM + half * HALF_D + j] *= alpha; }
     workgroupBarrier();
 
-    // O += P·V: P from this subgroup's tile, V straight from storage.
-    for (var n = 0u; n < KV16; n++) {
-      let pl = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&pTile, pBase + n * 16u, false, BLOCK_KV);
-      let vOff = vBase + (kStart + n * 16u) * params.vSeq;
-      for (var t = 0u; t < D16; t++) {
-        let vt = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&v, vOff + t * 16u, false, params.vSeq);
-        acc[t] = subgroupMatrixMultiplyAccumulate(pl, vt, acc[t]);
+    // O += P·V, one 16×16 output tile at a time; V straight from storage.
+    for (var t = 0u; t < D16; t++) {
+      var ot = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&oTile, t * 16u, false, HEAD_DIM);
+      for (var n = 0u; n < KV16; n++) {
+        let pt = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&pTile, n * 16u, false, BLOCK_KV);
+        let vt = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&v, vBase + (kStart + n * 16u) * params.vSeq + t * 16u, false, params.vSeq);
+        ot = subgroupMatrixMultiplyAccumulate(pt, vt, ot);
       }
+      subgroupMatrixStore(&oTile, t * 16u, ot, false, HEAD_DIM);
     }
   }
 
-  // Epilogue: O / l through the scratch; rows that saw no key give 0.
-  workgroupBarrier();
-  for (var t = 0u; t < D16; t++) { subgroupMatrixStore(&scratch, sBase + t * 16u, acc[t], false, SCRATCH_W); }
+  // Epilogue: O / l; rows that saw no key give 0.
   workgroupBarrier();
   let total = l + subgroupShuffleXor(l, 1u);
   let inv = select(0.0, 1.0 / total, total > 0.0);
   if (rowValid) {
-    let oRow = b * params.oBatch + hq * params.oHead + (qStart + blockRow) * params.oSeq;
+    let oRow = b * params.oBatch + hq * params.oHead + (qStart + myRow) * params.oSeq;
     for (var j = 0u; j < HALF_D; j++) {
       let c = half * HALF_D + j;
-      o[oRow + c] = f16(scratch[sBase + myRow * SCRATCH_W + c] * inv);
+      o[oRow + c] = f16(oTile[myRow * HEAD_DIM + c] * inv);
     }
   }
 }

@@ -16,9 +16,9 @@ export interface MatrixTileConfig {
 
 export const MATRIX_SUBGROUP_SIZE = 32;
 
-/** Workgroup bytes: an f32 scratch of 16 × max(blockKV, D) and an f16 P tile of 16 × blockKV per subgroup. */
+/** Workgroup bytes per subgroup: Q (f16) and O (f32) of 16 × D, S (f32) and P (f16) of 16 × blockKV. */
 export function matrixTileStorageBytes(t: MatrixTileConfig, headDim: number): number {
-  return t.subgroups * 16 * (Math.max(t.blockKV, headDim) * 4 + t.blockKV * 2) + 4;
+  return t.subgroups * 16 * (headDim * 6 + t.blockKV * 6);
 }
 
 export function checkMatrixTile(t: MatrixTileConfig, headDim: number, limits: TileLimits): void {
