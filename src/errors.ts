@@ -14,6 +14,8 @@ export type FastAttentionErrorCode =
   | 'no-adapter';
 
 export class FastAttentionError extends Error {
+  // Literal names: minifiers rename classes, and `name` is part of what users see.
+  override name = 'FastAttentionError';
   readonly code: FastAttentionErrorCode;
   /** The option or argument at fault, e.g. `shape.headDim` or `buffers.k`. */
   readonly field: string;
@@ -22,7 +24,6 @@ export class FastAttentionError extends Error {
 
   constructor(code: FastAttentionErrorCode, field: string, message: string, allowed: string) {
     super(`${field}: ${message} (allowed: ${allowed})`);
-    this.name = new.target.name;
     this.code = code;
     this.field = field;
     this.allowed = allowed;
@@ -31,6 +32,7 @@ export class FastAttentionError extends Error {
 
 /** Shapes, layouts or head counts that disagree with each other. */
 export class ShapeError extends FastAttentionError {
+  override name = 'ShapeError';
   constructor(field: string, message: string, allowed: string) {
     super('shape', field, message, allowed);
   }
@@ -38,6 +40,7 @@ export class ShapeError extends FastAttentionError {
 
 /** A value outside what the kernels implement (head dim, dtype, layout name). */
 export class UnsupportedError extends FastAttentionError {
+  override name = 'UnsupportedError';
   constructor(field: string, message: string, allowed: string) {
     super('unsupported', field, message, allowed);
   }
@@ -45,6 +48,7 @@ export class UnsupportedError extends FastAttentionError {
 
 /** A buffer that is missing, too small, misaligned or lacks a usage flag. */
 export class BufferError extends FastAttentionError {
+  override name = 'BufferError';
   constructor(field: string, message: string, allowed: string) {
     super('buffer', field, message, allowed);
   }
@@ -52,6 +56,7 @@ export class BufferError extends FastAttentionError {
 
 /** A non-finite or non-positive softmax scale. */
 export class ScaleError extends FastAttentionError {
+  override name = 'ScaleError';
   constructor(field: string, message: string, allowed: string) {
     super('scale', field, message, allowed);
   }
@@ -59,6 +64,7 @@ export class ScaleError extends FastAttentionError {
 
 /** A tile configuration that the device cannot run (storage, invocations, registers). */
 export class TileConfigError extends FastAttentionError {
+  override name = 'TileConfigError';
   constructor(field: string, message: string, allowed: string) {
     super('tile-config', field, message, allowed);
   }
@@ -66,6 +72,7 @@ export class TileConfigError extends FastAttentionError {
 
 /** The GPUDevice was lost; the runtime must be recreated. */
 export class DeviceLostError extends FastAttentionError {
+  override name = 'DeviceLostError';
   constructor(reason: string) {
     super('device-lost', 'device', `the GPUDevice was lost (${reason})`, 'a live device: create a new runtime');
   }
@@ -73,6 +80,7 @@ export class DeviceLostError extends FastAttentionError {
 
 /** No WebGPU adapter could be found. */
 export class NoAdapterError extends FastAttentionError {
+  override name = 'NoAdapterError';
   constructor(message: string) {
     super('no-adapter', 'adapter', message, 'an environment with WebGPU (a browser with navigator.gpu, or Node with the `webgpu` package)');
   }

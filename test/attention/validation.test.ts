@@ -115,3 +115,12 @@ describe('device lost', () => {
     await rejects(rt.createPrefill(ok), DeviceLostError, 'device');
   });
 });
+
+describe('error names', () => {
+  it('survive minification (literal, not taken from the class)', () => {
+    expect(new ShapeError('f', 'm', 'a').name).toBe('ShapeError');
+    expect(new TileConfigError('f', 'm', 'a').name).toBe('TileConfigError');
+    expect(new DeviceLostError('gone').name).toBe('DeviceLostError');
+    expect(new ShapeError('f', 'm', 'a').message).toBe('f: m (allowed: a)');
+  });
+});
