@@ -5,10 +5,11 @@
 // Grid: (query blocks, query heads, batch). A workgroup is one subgroup of
 // SG_SIZE invocations (the matrix builtins need workgroup-uniform offsets, so
 // the workgroup and the subgroup coincide) and owns 16 query rows. Level 1:
-// one K/V span of BLOCK_KV keys per outer step, read by the matrix loads
-// straight from storage (workgroups of the same head share it through the
-// caches). Level 2: 16×16×16 matrix steps — S = Q·Kᵀ as BLOCK_KV/16 result
-// tiles, O += P·V as HEAD_DIM/16 result tiles.
+// one K/V span of BLOCK_KV keys per outer step, staged into workgroup memory
+// with vec4 loads (keys past kvLen as zeros: a matrix load that runs past the
+// end of a buffer is clamped as a whole by robust buffer access, so matrices
+// are only ever loaded from workgroup memory). Level 2: 16×16×16 matrix steps —
+// S = Q·Kᵀ as BLOCK_KV/16 result tiles, O += P·V as HEAD_DIM/16 result tiles.
 //
 // Matrices give no element access and are not kept in arrays (drivers handle
 // dynamically indexed arrays of them poorly), so the 16 rows' Q (f16) and O
@@ -27,6 +28,7 @@ const MASK_BLOCK: u32 = 64u;
 
 const BLOCK_Q: u32 = 16u;
 const THREADS: u32 = SG_SIZE;
+const D4: u32 = HEAD_DIM / 4u;
 const D16: u32 = HEAD_DIM / 16u;
 const KV16: u32 = BLOCK_KV / 16u;
 const HALF_KV: u32 = BLOCK_KV / 2u;
@@ -54,13 +56,16 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<f16>;
-@group(0) @binding(2) var<storage, read> k: array<f16>;
-@group(0) @binding(3) var<storage, read> v: array<f16>;
-@group(0) @binding(4) var<storage, read_write> o: array<f16>;
+// Strides in params are in vec4 units.
+@group(0) @binding(1) var<storage, read> q: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> k: array<vec4<f16>>;
+@group(0) @binding(3) var<storage, read> v: array<vec4<f16>>;
+@group(0) @binding(4) var<storage, read_write> o: array<vec4<f16>>;
 @group(0) @binding(5) var<storage, read> mMask: array<u32>;
 
 var<workgroup> qTile: array<f16, 16u * HEAD_DIM>;
+var<workgroup> kTile: array<f16, BLOCK_KV * HEAD_DIM>;
+var<workgroup> vTile: array<f16, BLOCK_KV * HEAD_DIM>;
 var<workgroup> oTile: array<f32, 16u * HEAD_DIM>;
 var<workgroup> sTile: array<f32, 16u * BLOCK_KV>;
 var<workgroup> pTile: array<f16, 16u * BLOCK_KV>;
@@ -95,12 +100,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   let vBase = b * params.vBatch + hkv * params.vHead;
 
   // Stage Q (rows past seqQ as zeros) and clear O.
-  for (var e = tid; e < 16u * HEAD_DIM; e += THREADS) {
-    let r = e / HEAD_DIM;
-    var x = f16(0.0);
-    if (r < rows) { x = q[qBase + (qStart + r) * params.qSeq + e % HEAD_DIM]; }
-    qTile[e] = x;
-    oTile[e] = 0.0;
+  for (var e = tid; e < 16u * D4; e += THREADS) {
+    let r = e / D4;
+    var x = vec4<f16>(0.0);
+    if (r < rows) { x = q[qBase + (qStart + r) * params.qSeq + e % D4]; }
+    for (var c = 0u; c < 4u; c++) {
+      qTile[e * 4u + c] = x[c];
+      oTile[e * 4u + c] = 0.0;
+    }
   }
 
   var kBegin = 0;
@@ -119,14 +126,27 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 
   for (var kb = firstBlock; kb < endBlock; kb++) {
     let kStart = kb * BLOCK_KV;
-    workgroupBarrier(); // Q staged / previous block's P and O tiles consumed
+    workgroupBarrier(); // the previous span's K and V are consumed
+    for (var e = tid; e < BLOCK_KV * D4; e += THREADS) {
+      let key = kStart + e / D4;
+      var kx = vec4<f16>(0.0);
+      var vx = vec4<f16>(0.0);
+      if (key < kvLen) {
+        kx = k[kBase + key * params.kSeq + e % D4];
+        vx = v[vBase + key * params.vSeq + e % D4];
+      }
+      for (var c = 0u; c < 4u; c++) {
+        kTile[e * 4u + c] = kx[c];
+        vTile[e * 4u + c] = vx[c];
+      }
+    }
+    workgroupBarrier();
     // S = Q·Kᵀ, one 16×16 tile of keys at a time.
     for (var n = 0u; n < KV16; n++) {
       var st = subgroup_matrix_result<f32, 16, 16>();
-      let kOff = kBase + (kStart + n * 16u) * params.kSeq;
       for (var t = 0u; t < D16; t++) {
         let qt = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&qTile, t * 16u, false, HEAD_DIM);
-        let kt = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&k, kOff + t * 16u, true, params.kSeq);
+        let kt = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kTile, n * 16u * HEAD_DIM + t * 16u, true, HEAD_DIM);
         st = subgroupMatrixMultiplyAccumulate(qt, kt, st);
       }
       subgroupMatrixStore(&sTile, n * 16u, st, false, BLOCK_KV);
@@ -168,12 +188,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     for (var j = 0u; j < HALF_D; j++) { oTile[myRow * HEAD_DIM + half * HALF_D + j] *= alpha; }
     workgroupBarrier();
 
-    // O += P·V, one 16×16 output tile at a time; V straight from storage.
+    // O += P·V, one 16×16 output tile at a time.
     for (var t = 0u; t < D16; t++) {
       var ot = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&oTile, t * 16u, false, HEAD_DIM);
       for (var n = 0u; n < KV16; n++) {
         let pt = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&pTile, n * 16u, false, BLOCK_KV);
-        let vt = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&v, vBase + (kStart + n * 16u) * params.vSeq + t * 16u, false, params.vSeq);
+        let vt = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&vTile, n * 16u * HEAD_DIM + t * 16u, false, HEAD_DIM);
         ot = subgroupMatrixMultiplyAccumulate(pt, vt, ot);
       }
       subgroupMatrixStore(&oTile, t * 16u, ot, false, HEAD_DIM);
@@ -186,9 +206,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   let inv = select(0.0, 1.0 / total, total > 0.0);
   if (rowValid) {
     let oRow = b * params.oBatch + hq * params.oHead + (qStart + myRow) * params.oSeq;
-    for (var j = 0u; j < HALF_D; j++) {
-      let c = half * HALF_D + j;
-      o[oRow + c] = f16(oTile[myRow * HEAD_DIM + c] * inv);
+    for (var j = 0u; j < HALF_D / 4u; j++) {
+      let c = half * HALF_D + 4u * j;
+      let at = myRow * HEAD_DIM + c;
+      o[oRow + c / 4u] = vec4<f16>(vec4f(oTile[at], oTile[at + 1u], oTile[at + 2u], oTile[at + 3u]) * inv);
     }
   }
 }

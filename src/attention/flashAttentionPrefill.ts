@@ -40,8 +40,6 @@ interface KernelPlan {
   tile: TileConfig | MatrixTileConfig;
   maskBlock: number;
   workgroups: [number, number, number];
-  /** Elements per index unit of Q/K/V/O in the kernel (4 for vec4). */
-  strideUnit: number;
 }
 
 function planVectorKernel(runtime: FastAttentionRuntime, problem: AttentionProblem, tier: KernelTier, requested: AttentionOptions['tile']): KernelPlan {
@@ -69,7 +67,6 @@ function planVectorKernel(runtime: FastAttentionRuntime, problem: AttentionProbl
     tile,
     maskBlock: geometry.maskBlock,
     workgroups: [Math.ceil(problem.seqQ / tile.blockQ), problem.headsQ, problem.batch],
-    strideUnit: 4,
   };
 }
 
@@ -86,7 +83,6 @@ function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProbl
     tile,
     maskBlock,
     workgroups: [Math.ceil(problem.seqQ / tile.blockQ), problem.headsQ, problem.batch],
-    strideUnit: 1,
   };
 }
 
@@ -98,7 +94,6 @@ export class FlashAttentionPrefill {
 
   /** The tile configuration in use: two-level vector tiles, or matrix tiles on the subgroup-matrix tier. */
   readonly tile: TileConfig | MatrixTileConfig;
-  private readonly strideUnit: number;
 
   private constructor(
     private readonly runtime: FastAttentionRuntime,
@@ -115,7 +110,6 @@ export class FlashAttentionPrefill {
     this.kvScratch = new Uint32Array(problem.batch);
     this.workgroups = plan.workgroups;
     this.tile = plan.tile;
-    this.strideUnit = plan.strideUnit;
   }
 
   /**
@@ -166,8 +160,8 @@ export class FlashAttentionPrefill {
     const v = resolveBuffer('buffers.v', buffers.v, p.elements.v, p.bytesPerElement, limits);
     const o = resolveBuffer('buffers.o', buffers.o, p.elements.o, p.bytesPerElement, limits);
     const kvLen = normalizeKvLengths(p, call.kvLengths, this.kvScratch);
-    // Vector tiers index Q/K/V/O as vec4 (strides are multiples of the head dim, hence of 4); the matrix tier by element.
-    const u = this.strideUnit;
+    // Kernels index Q/K/V/O as vec4: every stride is a multiple of the head dim, hence of 4.
+    const u = 4;
     const s = p.strides;
     const offset = this.params.offsetFor({
       seqQ: p.seqQ,

@@ -16,16 +16,16 @@ export interface MatrixTileConfig {
 
 export const MATRIX_SUBGROUP_SIZE = 32;
 
-/** Workgroup bytes per subgroup: Q (f16) and O (f32) of 16 × D, S (f32) and P (f16) of 16 × blockKV. */
+/** Workgroup bytes: Q (f16) and O (f32) of 16 × D, S (f32) and P (f16) of 16 × blockKV, K and V (f16) of blockKV × D. */
 export function matrixTileStorageBytes(t: MatrixTileConfig, headDim: number): number {
-  return t.subgroups * 16 * (headDim * 6 + t.blockKV * 6);
+  return t.subgroups * 16 * (headDim * 6 + t.blockKV * 6) + t.blockKV * headDim * 4;
 }
 
 export function checkMatrixTile(t: MatrixTileConfig, headDim: number, limits: TileLimits): void {
   if (t.subgroups !== 1) throw new TileConfigError('tile.subgroups', `got ${t.subgroups}`, '1 (matrix offsets must be workgroup-uniform)');
   if (t.blockQ !== 16 * t.subgroups) throw new TileConfigError('tile.blockQ', `${t.blockQ} ≠ 16 × subgroups (${t.subgroups})`, `${16 * t.subgroups}`);
-  if (!Number.isInteger(t.blockKV) || t.blockKV <= 0 || t.blockKV % 32 !== 0)
-    throw new TileConfigError('tile.blockKV', `got ${t.blockKV}`, 'positive multiples of 32 (two invocations per row take half each)');
+  if (!Number.isInteger(t.blockKV) || t.blockKV <= 0 || t.blockKV % 16 !== 0)
+    throw new TileConfigError('tile.blockKV', `got ${t.blockKV}`, 'positive multiples of 16');
   if (headDim % 32 !== 0 && headDim % 16 !== 0) throw new TileConfigError('tile', `head dim ${headDim} is not a multiple of 16`, 'multiples of 16');
   const threads = t.subgroups * MATRIX_SUBGROUP_SIZE;
   const maxThreads = Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX);
@@ -37,12 +37,12 @@ export function checkMatrixTile(t: MatrixTileConfig, headDim: number, limits: Ti
 
 /**
  * One subgroup per workgroup (the matrix builtins need workgroup-uniform
- * offsets), with 64-key spans.
+ * offsets), with the longest K/V span (64, 32 or 16 keys) that fits.
  */
 export function chooseMatrixTile(headDim: number, limits: TileLimits): MatrixTileConfig {
   let last: unknown;
-  for (const subgroups of [1]) {
-    const t = { blockQ: 16 * subgroups, blockKV: 64, subgroups };
+  for (const blockKV of [64, 32, 16]) {
+    const t = { blockQ: 16, blockKV, subgroups: 1 };
     try {
       checkMatrixTile(t, headDim, limits);
       return t;

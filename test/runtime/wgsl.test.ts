@@ -48,7 +48,7 @@ describe('reflection', () => {
     const src = specializeWgsl(matrix, {}, { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] });
     const decl = declarationsOnly(src);
     expect(decl).not.toMatch(/subgroupMatrix/);
-    expect(decl).toMatch(/@group\(0\) @binding\(4\) var<storage, read_write> o: array<f16>;/);
+    expect(decl).toMatch(/@group\(0\) @binding\(4\) var<storage, read_write> o: array<vec4<f16>>;/);
     const r = reflectKernel(src);
     expect(r.bindings.main.map((x) => x.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask']);
     // Same params layout as the vector kernel: one pool format for both tiers.
