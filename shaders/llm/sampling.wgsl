@@ -40,7 +40,7 @@ fn sampleTokens(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_inde
   if (b >= params.batch) { return; }
   let base = b * params.vocab;
   let greedy = params.temperature <= 0.0;
-  let stream = fmix(params.seed ^ fmix(params.step * 0x9e3779b9u ^ fmix(b + 0x632be5abu)));
+  let stream = fmix(params.seed ^ fmix((params.step * 0x9e3779b9u) ^ fmix(b + 0x632be5abu)));
   var best = -3.0e38;
   var arg = 0xffffffffu;
   for (var j = tid; j < params.vocab; j += THREADS) {
