@@ -64,10 +64,9 @@ struct Params {
   kBatch: u32, kHead: u32, kSeq: u32,
   vBatch: u32, vHead: u32, vSeq: u32,
   oBatch: u32, oHead: u32, oSeq: u32,
-  // Paged geometry: tokens per page, pages per pool buffer, words per page,
-  // offset of the V half of a page, page-table entries per sequence.
-  pageTokens: u32,
-  pagesPerBuffer: u32,
+  // Paged geometry: log2 of tokens per page, words per page, offset of the V
+  // half of a page, page-table entries per sequence.
+  pageShift: u32,
   pageWords: u32,
   vOffsetWords: u32,
   pageTableStride: u32,
@@ -103,14 +102,15 @@ fn readPool(buf: u32, i: u32) -> vec4u {
   }
 }
 
-// (pool, word index) of word w of key `key` of sequence b, KV head h.
+// (pool, word index) of word w of key `key` of sequence b, KV head h. A page-table
+// entry is (pool << 28) | page within the pool, so no division is needed here.
 fn kvWord(b: u32, h: u32, key: u32, isV: bool, w: u32) -> vec2u {
   if (PAGED) {
-    let phys = pageTable[b * params.pageTableStride + key / params.pageTokens];
-    let local = phys % params.pagesPerBuffer;
-    var at = local * params.pageWords + (h * params.pageTokens + key % params.pageTokens) * W + w;
+    let entry = pageTable[b * params.pageTableStride + (key >> params.pageShift)];
+    let inPage = key & ((1u << params.pageShift) - 1u);
+    var at = (entry & 0x0fffffffu) * params.pageWords + ((h << params.pageShift) + inPage) * W + w;
     if (isV) { at += params.vOffsetWords; }
-    return vec2u(phys / params.pagesPerBuffer, at);
+    return vec2u(entry >> 28u, at);
   }
   if (isV) { return vec2u(1u, b * params.vBatch + h * params.vHead + key * params.vSeq + w); }
   return vec2u(0u, b * params.kBatch + h * params.kHead + key * params.kSeq + w);
@@ -292,27 +292,68 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 }
 
 // One workgroup per query row (b, hq, i): merge its slices, normalise, store O.
-@compute @workgroup_size(64)
+// Invocation (d, lane) merges slices lane, lane + LANES, … of output word d with
+// a running (max, sum), loading UNROLL slices at a time so their loads overlap;
+// the LANES partial states are then merged through workgroup memory.
+const C_THREADS: u32 = 256u;
+const LANES: u32 = C_THREADS / D4;
+const UNROLL: u32 = 4u;
+
+var<workgroup> cM: array<f32, C_THREADS>;
+var<workgroup> cL: array<f32, C_THREADS>;
+var<workgroup> cAcc: array<vec4f, C_THREADS>;
+
+@compute @workgroup_size(C_THREADS)
 fn combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
   let b = wg.y;
   let hq = wg.x / params.seqQ;
   let i = wg.x % params.seqQ;
   let base = ((b * params.headsQ + hq) * params.seqQ + i) * params.maxSplits;
+  let d = tid % D4;
+  let lane = tid / D4;
+  var m = NEG_BIG;
+  var l = 0.0;
+  var acc = vec4f(0.0);
+  if (lane < LANES) {
+    for (var s0 = lane; s0 < params.numSplits; s0 += LANES * UNROLL) {
+      var ml: array<vec4f, UNROLL>;
+      var part: array<vec4f, UNROLL>;
+      for (var u = 0u; u < UNROLL; u++) {
+        let s = s0 + u * LANES;
+        ml[u] = vec4f(NEG_BIG, 0.0, 0.0, 0.0);
+        part[u] = vec4f(0.0);
+        if (s < params.numSplits) {
+          let slot = (base + s) * (D4 + 1u);
+          ml[u] = work[slot + D4];
+          part[u] = work[slot + d];
+        }
+      }
+      for (var u = 0u; u < UNROLL; u++) {
+        let mNew = max(m, ml[u].x);
+        let fOld = exp2(m - mNew);
+        let fNew = exp2(ml[u].x - mNew);
+        l = l * fOld + ml[u].y * fNew;
+        acc = acc * fOld + part[u] * fNew;
+        m = mNew;
+      }
+    }
+  }
+  cM[tid] = m;
+  cL[tid] = l;
+  cAcc[tid] = acc;
+  workgroupBarrier();
+  if (tid >= D4) { return; }
   var mAll = NEG_BIG;
-  for (var s = 0u; s < params.numSplits; s++) { mAll = max(mAll, work[(base + s) * (D4 + 1u) + D4].x); }
+  for (var k = 0u; k < LANES; k++) { mAll = max(mAll, cM[k * D4 + tid]); }
   var lAll = 0.0;
   var sum = vec4f(0.0);
-  let d = min(tid, D4 - 1u);
-  for (var s = 0u; s < params.numSplits; s++) {
-    let slot = (base + s) * (D4 + 1u);
-    let ml = work[slot + D4];
-    let f = exp2(ml.x - mAll);
-    lAll += ml.y * f;
-    sum = fma(vec4f(f), work[slot + d], sum);
+  for (var k = 0u; k < LANES; k++) {
+    let f = exp2(cM[k * D4 + tid] - mAll);
+    lAll += cL[k * D4 + tid] * f;
+    sum = fma(vec4f(f), cAcc[k * D4 + tid], sum);
   }
   // A row that saw no key (all keys masked, or kvLen = 0) outputs zeros.
   let x = sum * select(0.0, 1.0 / lAll, lAll > 0.0);
-  if (tid >= D4) { return; }
   let e = b * params.oBatch + hq * params.oHead + i * params.oSeq + 4u * tid;
   if (F16) {
     o[e / 2u] = pack2x16float(x.xy);

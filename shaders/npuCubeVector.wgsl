@@ -218,7 +218,9 @@ fn cubeQK(row: Row, j: u32, tid: u32) {
       atomicAdd(&stats[select(ST_FULL, ST_PARTIAL, sub.kind == 2u)], 1u);
       atomicAdd(&stats[ST_PAIRS], row.rows * sub.cols);
     }
+    // Zeroed by hand: a declaration inside a loop is not re-zeroed on every backend.
     var acc: array<f32, TM * QK_COLS>;
+    for (var i = 0u; i < TM * QK_COLS; i++) { acc[i] = 0.0; }
     for (var d0 = 0u; d0 < HEAD_DIM; d0 += KC) {
       for (var e = tid; e < BLOCK_Q * KC; e += THREADS) {
         let i = e / KC;

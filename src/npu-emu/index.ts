@@ -12,3 +12,5 @@ export * from './schedules.js';
 export * from './gantt.js';
 export * from './allReduce.js';
 export * from './report.js';
+export * from './webgpuPipeline.js';
+export * from './webgpuAllReduce.js';

@@ -1,0 +1,429 @@
+/**
+ * Split-KV decode ("flash-decoding"): 1..16 queries per sequence against a
+ * long KV cache, contiguous or paged. Many workgroups each reduce one slice of
+ * the keys to (partial output, max, sum); a small combine pass merges them.
+ * Query heads that share a KV head are processed together, so K/V are read once
+ * per row block. Creating the operator validates everything and compiles (or
+ * reuses) both pipelines and sizes the workspace; encoding allocates nothing.
+ */
+import decodeWgsl from '../../shaders/flashDecode.wgsl?raw';
+import { ScaleError, ShapeError, TileConfigError, UnsupportedError } from '../errors.js';
+import { encodeDispatch, type EncodeTarget } from '../attention/encode.js';
+
+function isPass(t: EncodeTarget): t is GPUComputePassEncoder {
+  return typeof (t as GPUComputePassEncoder).dispatchWorkgroups === 'function';
+}
+import { SUPPORTED_HEAD_DIMS, resolveBuffer, type BufferArg, type ResolvedBinding } from '../attention/problem.js';
+import { MAX_POOL_BUFFERS, type KvDType, type PagedKvCache } from '../kvcache/pagedKvCache.js';
+import type { FastAttentionRuntime } from '../runtime/runtime.js';
+import { PARAMS_BINDING, type CompiledKernel } from '../runtime/pipelineCache.js';
+import { ParamsPool } from '../runtime/paramsPool.js';
+import { BufferUsage } from '../runtime/usage.js';
+import { TENSOR_LAYOUTS, tensorElements, tensorStrides, type TensorDesc, type TensorLayout, type TensorStrides } from '../tiling/layout.js';
+
+export const flashDecodeKernel = { name: 'flashDecode', code: decodeWgsl };
+
+/** Most queries per sequence (speculative decoding drafts). */
+export const MAX_DECODE_QUERIES = 16;
+
+/** Invocations per workgroup of the split kernel: choices, and the default. */
+export const DECODE_THREADS = [64, 128, 256] as const;
+const DEFAULT_THREADS = 128;
+/** Most query rows (G heads × Sq queries) one workgroup holds. */
+const MAX_ROW_BLOCK = 8;
+
+export interface DecodeOptions {
+  /** Queries `[B, H_q, S_q, D]`, S_q ≤ 16. */
+  q: TensorDesc;
+  /** Output, same shape as `q`; default `{ shape: q.shape, layout: q.layout }`. */
+  o?: TensorDesc;
+  /** Contiguous keys `[B, H_kv, S_k, D]` (give `k` and `v`, or `cache`). */
+  k?: TensorDesc;
+  /** Contiguous values, same shape as `k`. */
+  v?: TensorDesc;
+  /** A paged cache; sequence b of the batch is cache sequence b. */
+  cache?: PagedKvCache;
+  /** Causal offset for S_q > 1: query i sees keys < kvLen − S_q + i + 1. Default true. */
+  causal?: boolean;
+  /** Softmax scale; default 1/√D. */
+  scale?: number;
+  /** Storage type of Q, K, V and O; default `f32`. Must match the cache's. */
+  dtype?: KvDType;
+  /** Workgroups to aim for when splitting the keys (fills the GPU); default 1024 (16 on a software adapter). */
+  targetWorkgroups?: number;
+  /** Fewest keys per split; default 2 key tiles. */
+  minSplitKeys?: number;
+  /** Invocations per workgroup of the split pass (64, 128 or 256); default 128. */
+  threads?: number;
+}
+
+export interface DecodeBuffers {
+  q: BufferArg;
+  o: BufferArg;
+  /** Contiguous mode only. */
+  k?: BufferArg;
+  v?: BufferArg;
+}
+
+export interface DecodeCallOptions {
+  /** Keys of each sequence: B integers; default S_k (contiguous) or the cache's lengths (paged). */
+  kvLengths?: ArrayLike<number>;
+}
+
+/** The validated shape of a decode operator. */
+export interface DecodeProblem {
+  batch: number;
+  headsQ: number;
+  headsKV: number;
+  seqQ: number;
+  /** Key capacity: S_k (contiguous) or the cache's tokens per sequence. */
+  seqK: number;
+  headDim: number;
+  groupSize: number;
+  causal: boolean;
+  scale: number;
+  dtype: KvDType;
+  paged: boolean;
+  layouts: { q: TensorLayout; o: TensorLayout; k: TensorLayout; v: TensorLayout };
+  strides: { q: TensorStrides; o: TensorStrides; k: TensorStrides; v: TensorStrides };
+  elements: { q: number; o: number; k: number; v: number };
+  bytesPerElement: number;
+}
+
+/** The kernel's block shape for one problem on one device. */
+export interface DecodeTiling {
+  threads: number;
+  blockN: number;
+  rowBlock: number;
+  rowBlocks: number;
+  maxSplits: number;
+  minSplitKeys: number;
+  targetWorkgroups: number;
+  workgroupStorageBytes: number;
+  workspaceBytes: number;
+}
+
+function checkDesc(name: string, desc: TensorDesc | undefined): void {
+  if (!desc || !Array.isArray(desc.shape) || desc.shape.length !== 4)
+    throw new ShapeError(`${name}.shape`, `expected [batch, heads, seq, headDim], got ${JSON.stringify(desc?.shape)}`, 'an array of 4 positive integers');
+  desc.shape.forEach((x, i) => {
+    if (!Number.isInteger(x) || x <= 0) throw new ShapeError(`${name}.shape[${i}]`, `must be a positive integer, got ${x}`, 'integers ≥ 1');
+  });
+  if (desc.layout !== undefined && !TENSOR_LAYOUTS.includes(desc.layout))
+    throw new UnsupportedError(`${name}.layout`, `unknown layout ${JSON.stringify(desc.layout)}`, TENSOR_LAYOUTS.join(', '));
+}
+
+/** Validate decode options into a {@link DecodeProblem}, or throw a typed error naming the field. */
+export function normalizeDecodeProblem(options: DecodeOptions): DecodeProblem {
+  checkDesc('q', options.q);
+  const o = options.o ?? { shape: options.q.shape, layout: options.q.layout };
+  checkDesc('o', o);
+  const [B, Hq, Sq, D] = options.q.shape;
+  if (Sq > MAX_DECODE_QUERIES) throw new ShapeError('q.shape[2]', `${Sq} queries per sequence`, `integers in [1, ${MAX_DECODE_QUERIES}] (use prefill for more)`);
+  if (!(SUPPORTED_HEAD_DIMS as readonly number[]).includes(D))
+    throw new UnsupportedError('q.shape[3]', `head dimension ${D} is not supported`, SUPPORTED_HEAD_DIMS.join(', '));
+  options.q.shape.forEach((x, i) => {
+    if (o.shape[i] !== x) throw new ShapeError(`o.shape[${i}]`, `${o.shape[i]} differs from q.shape[${i}] = ${x}`, `${x} (o must have q's shape)`);
+  });
+  const dtype = options.dtype ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'f16') throw new UnsupportedError('dtype', `${JSON.stringify(dtype)} is not supported`, 'f32, f16');
+  const hasKv = options.k !== undefined || options.v !== undefined;
+  if (hasKv === (options.cache !== undefined))
+    throw new ShapeError('cache', hasKv ? 'both contiguous k/v and a paged cache were given' : 'neither k/v nor a cache was given', 'either k and v, or cache');
+  let Hkv: number;
+  let Sk: number;
+  let kDesc: TensorDesc;
+  let vDesc: TensorDesc;
+  if (options.cache) {
+    const g = options.cache.geometry;
+    if (g.sequences !== B) throw new ShapeError('cache.sequences', `${g.sequences} cache sequences for a batch of ${B}`, `${B}`);
+    if (g.headDim !== D) throw new ShapeError('cache.headDim', `${g.headDim} differs from q's ${D}`, `${D}`);
+    if (g.dtype !== dtype) throw new UnsupportedError('dtype', `${dtype} differs from the cache's ${g.dtype}`, g.dtype);
+    Hkv = g.headsKV;
+    Sk = g.maxPagesPerSequence * g.pageTokens;
+    kDesc = vDesc = { shape: [B, Hkv, Sk, D] };
+  } else {
+    checkDesc('k', options.k);
+    checkDesc('v', options.v);
+    kDesc = options.k!;
+    vDesc = options.v!;
+    const [Bk, Hk, Sk0, Dk] = kDesc.shape;
+    if (Bk !== B) throw new ShapeError('k.shape[0]', `batch ${Bk} differs from q's ${B}`, `${B}`);
+    if (Dk !== D) throw new ShapeError('k.shape[3]', `head dimension ${Dk} differs from q's ${D}`, `${D}`);
+    kDesc.shape.forEach((x, i) => {
+      if (vDesc.shape[i] !== x) throw new ShapeError(`v.shape[${i}]`, `${vDesc.shape[i]} differs from k.shape[${i}] = ${x}`, `${x} (v must have k's shape)`);
+    });
+    Hkv = Hk;
+    Sk = Sk0;
+  }
+  if (Hq % Hkv !== 0) throw new ShapeError('q.shape[1]', `${Hq} query heads is not a multiple of ${Hkv} key/value heads`, `a multiple of ${Hkv}`);
+  const scale = options.scale ?? 1 / Math.sqrt(D);
+  if (typeof scale !== 'number' || !Number.isFinite(scale) || scale === 0)
+    throw new ScaleError('scale', `must be a finite non-zero number, got ${scale}`, 'finite numbers ≠ 0 (default 1/√headDim)');
+  const layouts = { q: options.q.layout ?? 'BHSD', o: o.layout ?? 'BHSD', k: kDesc.layout ?? 'BHSD', v: vDesc.layout ?? 'BHSD' } as const;
+  return {
+    batch: B,
+    headsQ: Hq,
+    headsKV: Hkv,
+    seqQ: Sq,
+    seqK: Sk,
+    headDim: D,
+    groupSize: Hq / Hkv,
+    causal: options.causal ?? true,
+    scale,
+    dtype,
+    paged: options.cache !== undefined,
+    layouts,
+    strides: {
+      q: tensorStrides(layouts.q, Hq, Sq, D),
+      o: tensorStrides(layouts.o, Hq, Sq, D),
+      k: tensorStrides(layouts.k, Hkv, Sk, D),
+      v: tensorStrides(layouts.v, Hkv, Sk, D),
+    },
+    elements: { q: tensorElements(options.q.shape), o: tensorElements(o.shape), k: tensorElements(kDesc.shape), v: tensorElements(vDesc.shape) },
+    bytesPerElement: dtype === 'f16' ? 2 : 4,
+  };
+}
+
+/** Pick the key tile, row block and workspace size for a problem on a device. */
+export function chooseDecodeTiling(
+  p: DecodeProblem,
+  limits: { maxComputeWorkgroupStorageSize: number; maxComputeWorkgroupsPerDimension: number },
+  options: { targetWorkgroups: number; minSplitKeys?: number; threads?: number },
+): DecodeTiling {
+  const threads = options.threads ?? DEFAULT_THREADS;
+  if (!(DECODE_THREADS as readonly number[]).includes(threads)) throw new TileConfigError('threads', `${threads} invocations per workgroup`, DECODE_THREADS.join(', '));
+  const W = p.headDim / (p.dtype === 'f16' ? 8 : 4);
+  const D4 = p.headDim / 4;
+  const KG = Math.floor(threads / (p.headDim / 8));
+  const rows = p.groupSize * p.seqQ;
+  const rowBlocks = Math.ceil(rows / MAX_ROW_BLOCK);
+  const rowBlock = Math.ceil(rows / rowBlocks);
+  const storage = (blockN: number): number =>
+    blockN * (W + 1) * 16 + rowBlock * D4 * 16 + rowBlock * blockN * 4 + KG * rowBlock * 4 + KG * 4 + KG * D4 * 16;
+  // Largest tile with at most 8 K words per invocation (registers) that fits workgroup memory.
+  let blockN = 0;
+  for (const n of [128, 64, 32, 16, 8]) {
+    if (n <= threads && (n * W) / threads <= 8 && storage(n) <= limits.maxComputeWorkgroupStorageSize) {
+      blockN = n;
+      break;
+    }
+  }
+  if (blockN === 0)
+    throw new TileConfigError('q.shape[3]', `no key tile fits ${limits.maxComputeWorkgroupStorageSize} bytes of workgroup storage for head dim ${p.headDim}`, 'a device with more workgroup storage');
+  const minSplitKeys = options.minSplitKeys ?? 2 * blockN;
+  if (!Number.isInteger(minSplitKeys) || minSplitKeys <= 0) throw new ShapeError('minSplitKeys', `must be a positive integer, got ${minSplitKeys}`, 'integers ≥ 1');
+  const base = p.batch * p.headsKV * rowBlocks;
+  const maxSplits = Math.max(1, Math.min(Math.ceil(p.seqK / minSplitKeys), Math.ceil(options.targetWorkgroups / base), limits.maxComputeWorkgroupsPerDimension));
+  const maxG = limits.maxComputeWorkgroupsPerDimension;
+  if (p.headsKV * rowBlocks > maxG) throw new ShapeError('q.shape[1]', `${p.headsKV * rowBlocks} KV head × row blocks exceed ${maxG} workgroups`, `at most ${maxG}`);
+  if (p.batch > maxG) throw new ShapeError('q.shape[0]', `batch ${p.batch} exceeds ${maxG} workgroups`, `at most ${maxG}`);
+  if (p.headsQ * p.seqQ > maxG) throw new ShapeError('q.shape[1]', `${p.headsQ * p.seqQ} query rows per sequence exceed ${maxG} workgroups`, `at most ${maxG}`);
+  return {
+    threads,
+    blockN,
+    rowBlock,
+    rowBlocks,
+    maxSplits,
+    minSplitKeys,
+    targetWorkgroups: options.targetWorkgroups,
+    workgroupStorageBytes: storage(blockN),
+    workspaceBytes: p.batch * p.headsQ * p.seqQ * maxSplits * (D4 + 1) * 16,
+  };
+}
+
+/** How one call splits its keys. */
+export interface DecodeSplit {
+  splits: number;
+  splitLen: number;
+}
+
+export class FlashDecode {
+  /** The workspace of partial outputs (runtime-owned, in the ledger). */
+  readonly workspace: GPUBuffer;
+  private readonly kvScratch: Uint32Array;
+  private readonly combineGroups: [number, number, number];
+  private lastSplit: DecodeSplit = { splits: 0, splitLen: 0 };
+
+  private constructor(
+    private readonly runtime: FastAttentionRuntime,
+    readonly problem: DecodeProblem,
+    readonly tiling: DecodeTiling,
+    private readonly cache: PagedKvCache | undefined,
+    private readonly split: CompiledKernel,
+    private readonly combine: CompiledKernel,
+    private readonly params: ParamsPool,
+    private readonly dummy: GPUBuffer,
+    workspace: GPUBuffer,
+  ) {
+    this.workspace = workspace;
+    this.kvScratch = new Uint32Array(problem.batch);
+    this.combineGroups = [problem.headsQ * problem.seqQ, problem.batch, 1];
+  }
+
+  /**
+   * Validate the problem against the device, compile (or fetch) the split and
+   * combine pipelines, and create the workspace.
+   *
+   * @example
+   * ```ts
+   * const op = await FlashDecode.create(rt, { q: { shape: [1, 32, 1, 128] }, cache, dtype: 'f16' });
+   * op.encode(encoder, { q, o });
+   * ```
+   */
+  static async create(runtime: FastAttentionRuntime, options: DecodeOptions): Promise<FlashDecode> {
+    runtime.assertAlive();
+    const problem = normalizeDecodeProblem(options);
+    const L = runtime.capabilities.limits;
+    const target = options.targetWorkgroups ?? (runtime.capabilities.adapter.isSoftware ? 16 : 1024);
+    if (!Number.isInteger(target) || target <= 0) throw new ShapeError('targetWorkgroups', `must be a positive integer, got ${target}`, 'integers ≥ 1');
+    const tiling = chooseDecodeTiling(problem, L, { targetWorkgroups: target, minSplitKeys: options.minSplitKeys, threads: options.threads });
+    if (tiling.threads > L.maxComputeInvocationsPerWorkgroup)
+      throw new TileConfigError('threads', `${tiling.threads} invocations exceed the device's ${L.maxComputeInvocationsPerWorkgroup}`, `at most ${L.maxComputeInvocationsPerWorkgroup}`);
+    if (tiling.workspaceBytes > L.maxStorageBufferBindingSize)
+      throw new ShapeError('q.shape', `the split workspace needs ${tiling.workspaceBytes} bytes`, `at most ${L.maxStorageBufferBindingSize} (fewer sequences or targetWorkgroups)`);
+    const f16 = problem.dtype === 'f16';
+    const consts = {
+      HEAD_DIM: problem.headDim,
+      F16: f16,
+      PAGED: problem.paged,
+      EPW: f16 ? 8 : 4,
+      WPC: f16 ? 1 : 2,
+      BLOCK_N: tiling.blockN,
+      ROW_BLOCK: tiling.rowBlock,
+      THREADS: tiling.threads,
+    };
+    const [split, combine] = await Promise.all([runtime.pipelines.get(flashDecodeKernel, 'main', consts), runtime.pipelines.get(flashDecodeKernel, 'combine', consts)]);
+    const layout = split.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
+    const params = new ParamsPool(runtime.device.queue, runtime.ledger, 'flashDecode', layout, problem.batch, L.minStorageBufferOffsetAlignment);
+    const workspace = runtime.ledger.create('flashDecode', { label: 'flashDecode.workspace', size: tiling.workspaceBytes, usage: BufferUsage.STORAGE });
+    // Bound in place of unused pools (and of the page table in contiguous mode).
+    const dummy = runtime.ledger.create('flashDecode', { label: 'flashDecode.unusedBinding', size: 16, usage: BufferUsage.STORAGE });
+    return new FlashDecode(runtime, problem, tiling, options.cache, split, combine, params, dummy, workspace);
+  }
+
+  /** Splits used by the most recent encode. */
+  get lastSplits(): DecodeSplit {
+    return { ...this.lastSplit };
+  }
+
+  /** How a call whose longest sequence has `maxKv` keys is split. */
+  splitFor(maxKv: number): DecodeSplit {
+    const t = this.tiling;
+    const base = this.problem.batch * this.problem.headsKV * t.rowBlocks;
+    const want = Math.max(1, Math.min(t.maxSplits, Math.ceil(t.targetWorkgroups / base)));
+    const splitLen = Math.max(t.minSplitKeys, Math.ceil(Math.ceil(Math.max(1, maxKv) / want) / t.blockN) * t.blockN);
+    return { splits: Math.min(t.maxSplits, Math.max(1, Math.ceil(maxKv / splitLen))), splitLen };
+  }
+
+  /**
+   * Record the decode (split pass, then combine pass) into the caller's command
+   * encoder or open compute pass. No buffer is created.
+   *
+   * @example
+   * ```ts
+   * const enc = device.createCommandEncoder();
+   * op.encode(enc, { q: qBuf, o: oBuf, k: kBuf, v: vBuf }, { kvLengths: [4097] });
+   * device.queue.submit([enc.finish()]);
+   * ```
+   */
+  encode(target: EncodeTarget, buffers: DecodeBuffers, call: DecodeCallOptions = {}): void {
+    this.runtime.assertAlive();
+    const p = this.problem;
+    const limits = this.runtime.capabilities.limits;
+    const bpe = p.bytesPerElement;
+    const q = resolveBuffer('buffers.q', buffers.q, p.elements.q, bpe, limits);
+    const o = resolveBuffer('buffers.o', buffers.o, p.elements.o, bpe, limits);
+    const dummy: ResolvedBinding = { buffer: this.dummy, offset: 0, size: 16 };
+    let pools: ResolvedBinding[];
+    let pageTable = dummy;
+    if (this.cache) {
+      if (buffers.k !== undefined || buffers.v !== undefined) throw new ShapeError('buffers.k', 'contiguous K/V given to a paged operator', 'no k/v (the cache supplies them)');
+      pools = this.cache.pools.map((b) => ({ buffer: b, offset: 0, size: b.size }));
+      pageTable = { buffer: this.cache.pageTable, offset: 0, size: this.cache.pageTable.size };
+    } else {
+      pools = [resolveBuffer('buffers.k', buffers.k, p.elements.k, bpe, limits), resolveBuffer('buffers.v', buffers.v, p.elements.v, bpe, limits)];
+    }
+    while (pools.length < MAX_POOL_BUFFERS) pools.push(dummy);
+    const kvLen = this.kvLengths(call.kvLengths);
+    let maxKv = 0;
+    for (let i = 0; i < kvLen.length; i++) maxKv = Math.max(maxKv, kvLen[i]);
+    const { splits, splitLen } = this.splitFor(maxKv);
+    this.lastSplit = { splits, splitLen };
+    const epw = p.dtype === 'f16' ? 8 : 4;
+    const s = p.strides;
+    const g = this.cache?.geometry;
+    const offset = this.params.offsetFor({
+      seqQ: p.seqQ,
+      groupSize: p.groupSize,
+      headsQ: p.headsQ,
+      causal: p.causal ? 1 : 0,
+      numSplits: splits,
+      splitLen,
+      maxSplits: this.tiling.maxSplits,
+      scaleLog2: p.scale * Math.LOG2E,
+      qBatch: s.q.batch / epw, qHead: s.q.head / epw, qSeq: s.q.seq / epw,
+      kBatch: s.k.batch / epw, kHead: s.k.head / epw, kSeq: s.k.seq / epw,
+      vBatch: s.v.batch / epw, vHead: s.v.head / epw, vSeq: s.v.seq / epw,
+      oBatch: s.o.batch, oHead: s.o.head, oSeq: s.o.seq,
+      pageShift: g ? Math.log2(g.pageTokens) : 0,
+      pageWords: g ? g.pageBytes / 16 : 0,
+      vOffsetWords: g ? (g.headsKV * g.pageTokens * p.headDim) / epw : 0,
+      pageTableStride: g ? g.maxPagesPerSequence : 0,
+      kvLen,
+    });
+    const paramsBinding = { buffer: this.params.buffer, offset: 0, size: this.params.bindingBytes };
+    const work = { buffer: this.workspace, offset: 0, size: this.workspace.size };
+    const splitGroup = this.runtime.bindGroups.get(this.split.bindGroupLayout, this.split.key, [
+      { binding: 0, ...paramsBinding },
+      { binding: 1, ...q },
+      ...pools.map((b, i) => ({ binding: 2 + i, ...b })),
+      { binding: 6, ...pageTable },
+      { binding: 7, ...work },
+    ]);
+    const combineGroup = this.runtime.bindGroups.get(this.combine.bindGroupLayout, this.combine.key, [
+      { binding: 0, ...paramsBinding },
+      { binding: 7, ...work },
+      { binding: 8, ...o },
+    ]);
+    // One compute pass for both dispatches; WebGPU orders the combine after the split's writes.
+    const pass = isPass(target) ? target : target.beginComputePass({ label: 'flashDecode' });
+    encodeDispatch(pass, this.split.pipeline, splitGroup, [offset], [splits, p.headsKV * this.tiling.rowBlocks, p.batch], 'flashDecode.split');
+    encodeDispatch(pass, this.combine.pipeline, combineGroup, [offset], this.combineGroups, 'flashDecode.combine');
+    if (pass !== target) pass.end();
+  }
+
+  /** Encode, submit, and resolve when the GPU is done. */
+  async run(buffers: DecodeBuffers, call: DecodeCallOptions = {}): Promise<void> {
+    const encoder = this.runtime.device.createCommandEncoder();
+    this.encode(encoder, buffers, call);
+    this.runtime.device.queue.submit([encoder.finish()]);
+    await this.runtime.device.queue.onSubmittedWorkDone();
+  }
+
+  /** Release the workspace, the parameter pool and the placeholder binding (pipelines stay cached). */
+  destroy(): void {
+    this.runtime.ledger.destroy(this.workspace);
+    this.runtime.ledger.destroy(this.params.buffer);
+    this.runtime.ledger.destroy(this.dummy);
+  }
+
+  private kvLengths(given: ArrayLike<number> | undefined): Uint32Array {
+    const p = this.problem;
+    const out = this.kvScratch;
+    if (given === undefined) {
+      if (this.cache) out.set(this.cache.lengths);
+      else out.fill(p.seqK);
+      return out;
+    }
+    if (given.length !== p.batch) throw new ShapeError('kvLengths', `has ${given.length} entries`, `exactly one per sequence (${p.batch})`);
+    for (let i = 0; i < given.length; i++) {
+      const n = given[i];
+      const max = this.cache ? this.cache.lengths[i] : p.seqK;
+      if (!Number.isInteger(n) || n < 0 || n > max)
+        throw new ShapeError(`kvLengths[${i}]`, this.cache && Number.isInteger(n) && n > max ? `${n} keys but the cache holds ${max} for sequence ${i}` : `got ${n}`, `integers in [0, ${max}]`);
+      out[i] = n;
+    }
+    return out;
+  }
+}
