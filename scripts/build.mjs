@@ -21,8 +21,11 @@ if (!only || only === 'lib') {
       emptyOutDir: true,
       target: 'es2022',
       minify: false,
-      lib: { entry: { index: 'src/index.ts', node: 'src/node.ts' }, formats: ['es'] },
-      rollupOptions: { external: [/^webgpu$/, /^wgsl_reflect/, /^node:/] },
+      lib: {
+        entry: { index: 'src/index.ts', node: 'src/node.ts', llm: 'src/llm/index.ts', 'npu-emu': 'src/npu-emu/index.ts', volta: 'src/volta/index.ts', offload: 'src/offload/index.ts' },
+        formats: ['es'],
+      },
+      rollupOptions: { external: [/^webgpu$/, /^wgsl_reflect/, /^@petamoriken\/float16/, /^node:/] },
     },
   });
 }

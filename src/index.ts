@@ -16,6 +16,8 @@ export { BufferLedger, type LedgerEntry } from './runtime/memory.js';
 export { BufferUsage, MapMode } from './runtime/usage.js';
 export { FlashAttentionPrefill } from './attention/flashAttentionPrefill.js';
 export { StandardAttention, type StandardAttentionOptions } from './attention/standardAttention.js';
+export * from './decode/flashDecode.js';
+export * from './kvcache/pagedKvCache.js';
 export {
   SUPPORTED_HEAD_DIMS,
   SUPPORTED_DTYPES,

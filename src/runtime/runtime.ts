@@ -14,6 +14,8 @@ import { FlashAttentionPrefill, IMPLEMENTED_TIERS } from '../attention/flashAtte
 import { tierAvailability, type TierAvailability } from '../attention/tiers.js';
 import type { AttentionOptions } from '../attention/problem.js';
 import { StandardAttention, type StandardAttentionOptions } from '../attention/standardAttention.js';
+import { FlashDecode, type DecodeOptions } from '../decode/flashDecode.js';
+import { PagedKvCache, type PagedKvCacheOptions } from '../kvcache/pagedKvCache.js';
 
 export interface RuntimeOptions {
   /** Use this device (an LLM runner's own). The runtime never destroys a device it was given. */
@@ -142,6 +144,16 @@ export class FastAttentionRuntime {
   /** Create the standard-attention baseline (unfused, S×S intermediates) for one problem shape. */
   createStandardAttention(options: StandardAttentionOptions): Promise<StandardAttention> {
     return StandardAttention.create(this, options);
+  }
+
+  /** Create the split-KV decode operator (Sq ≤ 16 against a contiguous or paged KV cache). */
+  createDecode(options: DecodeOptions): Promise<FlashDecode> {
+    return FlashDecode.create(this, options);
+  }
+
+  /** Create a paged KV cache (pages in up to four pool buffers, a page table, appends without copies). */
+  createPagedKvCache(options: PagedKvCacheOptions): PagedKvCache {
+    return PagedKvCache.create(this, options);
   }
 
   /** Release every buffer the runtime created, and the device if the runtime created it. */
