@@ -7,7 +7,7 @@
  * SwiftShader software adapter (re-executing itself with its driver selected).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { NoAdapterError } from './errors.js';
@@ -15,11 +15,15 @@ import { createNodeRuntime } from './node.js';
 import { swiftShaderEnv } from './runtime/softwareAdapter.js';
 import { chooseTileConfig, type TileConfig } from './tiling/tileConfig.js';
 import { selfCheck } from './bench/selfCheck.js';
+import { tune } from './tuning/tuner.js';
+import { adapterKey, parseTuningTable, seqBucket, shapeClassKey, type ShapeClass } from './tuning/tuning.js';
 import type { AttentionDType } from './attention/problem.js';
 import type { KernelTier } from './attention/tiers.js';
 import { formatBenchTable, runBench, type BenchCase, type BenchVariant } from './bench/suite.js';
 
-const USAGE = `usage: fastattn <info|check|bench> [options]
+const USAGE = `usage: fastattn <info|check|bench|tune> [options]
+  tune [--seq ..] [--dim ..] [--dtype f32,f16] [--causal both] [--heads N] --out FILE
+                         time every (tier, tile) per shape class on this adapter; write the winners as JSON
   info                   adapter, features, limits and default tiles (JSON)
   check [--cases N] [--dtype f32|f16] [--tier subgroup-matrix|f16|f32]
                          random problems vs the float64 CPU reference
@@ -32,6 +36,7 @@ bench options:
   --dtype f32|f16        storage type of Q/K/V/O (f16 needs shader-f16)
   --tile Q,KV,TM,C,CHUNK,STAGES   force a two-level tile (blockQ,blockKV,rowsPerThread,threadsPerRow,chunk,kvStages)
   --samples N            samples per median (default 9)
+  --tuning FILE          use this tuning table instead of the shipped one
   --peaks FILE           run this ceiling script (shared/gpu/peaks.mjs) first and report fractions of its f32 ceiling
   --out FILE             results file (default bench/results/bench-<adapter>-<time>.json)
   --json                 print the JSON report instead of the table`;
@@ -60,6 +65,7 @@ async function main(): Promise<number> {
       tile: { type: 'string' },
       samples: { type: 'string' },
       peaks: { type: 'string' },
+      tuning: { type: 'string' },
       out: { type: 'string' },
       cases: { type: 'string', default: '12' },
       dtype: { type: 'string', default: 'f32' },
@@ -69,7 +75,7 @@ async function main(): Promise<number> {
     },
   });
   const command = positionals[0];
-  if (values.help || !['bench', 'info', 'check'].includes(command)) {
+  if (values.help || !['bench', 'info', 'check', 'tune'].includes(command)) {
     console.log(USAGE);
     return values.help ? 0 : 2;
   }
@@ -88,6 +94,7 @@ async function main(): Promise<number> {
     return r.status ?? 1;
   }
   const caps = rt.capabilities;
+  if (values.tuning) rt.tuning = parseTuningTable(readFileSync(values.tuning, 'utf8'));
   if (command === 'info') {
     const tiles = Object.fromEntries([32, 64, 80, 96, 128, 256].map((d) => [d, chooseTileConfig(d, rt.tileLimits)]));
     console.log(JSON.stringify({ ...caps, tiers: rt.tiers, defaultTiles: tiles }, null, 2));
@@ -109,6 +116,25 @@ async function main(): Promise<number> {
   }
 
   const soft = caps.adapter.isSoftware;
+  if (command === 'tune') {
+    const classes: ShapeClass[] = [];
+    for (const dtype of values.dtype.split(',') as AttentionDType[])
+      for (const headDim of list(values.dim, [64, 128]))
+        for (const seq of list(values.seq, soft ? [256] : [1024, 4096]))
+          for (const causal of values.causal === 'both' ? [false, true] : [values.causal === 'true']) classes.push({ dtype, headDim, causal, seqBucket: seqBucket(seq) });
+    const table = await tune(rt, {
+      classes,
+      heads: Number(values.heads ?? (soft ? 1 : 32)),
+      samples: values.samples ? Number(values.samples) : undefined,
+      onResult: (e) => console.error(`${shapeClassKey(e.shapeClass)}: ${e.tier} ${JSON.stringify(e.tile)} ${e.medianMs.toFixed(3)} ms (of ${e.candidates.length})`),
+    });
+    const out = values.out ?? join('bench', 'results', `tune-${adapterKey(caps).replace(/[^A-Za-z0-9_.-]+/g, '_')}.json`);
+    mkdirSync(join(out, '..'), { recursive: true });
+    writeFileSync(out, `${JSON.stringify(table, null, 2)}\n`);
+    console.log(`tuning table written to ${out}`);
+    rt.destroy();
+    return 0;
+  }
   const seqs = list(values.seq, soft ? [512, 1024, 2048] : [1024, 2048, 4096]);
   const dims = list(values.dim, soft ? [64] : [128]);
   // SwiftShader emulates workgroup barriers in software: one head keeps the software run to minutes.

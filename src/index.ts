@@ -35,6 +35,9 @@ export { selfCheck, type SelfCheckOptions, type SelfCheckReport, type SelfCheckC
 export { runBench, formatBenchTable, type BenchCase, type BenchOptions, type BenchReport, type BenchRow, type BenchVariant } from './bench/suite.js';
 export { timeGpu, type Timing, type TimingOptions } from './bench/timing.js';
 export * from './tiling/matrixTile.js';
+export * from './tuning/tuning.js';
+export { tune, type TuneOptions } from './tuning/tuner.js';
+export { SHIPPED_TUNING, shippedTuningFor } from './tuning/shipped.js';
 export { attentionFlops, unmaskedPairs } from './attention/flops.js';
 export { cpuAttention } from './reference/cpuAttention.js';
 export * from './tiling/layout.js';

@@ -15,6 +15,7 @@ import { ParamsPool } from '../runtime/paramsPool.js';
 import { PARAMS_BINDING } from '../runtime/pipelineCache.js';
 import { checkTileConfig, chooseTileConfig, TILE_CANDIDATES, type TileConfig } from '../tiling/tileConfig.js';
 import { chooseTier, type TierChoice, type KernelTier } from './tiers.js';
+import { lookupTuned, shapeClassKey, type TunedEntry } from '../tuning/tuning.js';
 
 /** Tiers this operator implements. */
 export const IMPLEMENTED_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['subgroup-matrix', 'f16', 'f32']);
@@ -40,6 +41,20 @@ interface KernelPlan {
   tile: TileConfig | MatrixTileConfig;
   maskBlock: number;
   workgroups: [number, number, number];
+}
+
+/** The tuned entry for this problem, if its tier runs here with this dtype and its tile fits this device. */
+function usableTuned(runtime: FastAttentionRuntime, problem: AttentionProblem): TunedEntry | undefined {
+  const entry = lookupTuned(runtime.tuning, problem);
+  if (!entry) return undefined;
+  try {
+    chooseTier(runtime.capabilities, IMPLEMENTED_TIERS, problem.dtype, problem.headDim, entry.tier);
+    if ('subgroups' in entry.tile) checkMatrixTile(entry.tile, problem.headDim, runtime.tileLimits);
+    else checkTileConfig(entry.tile, problem.headDim, runtime.tileLimits, entry.tier === 'f32' ? 4 : 2);
+    return entry;
+  } catch {
+    return undefined;
+  }
 }
 
 function planVectorKernel(runtime: FastAttentionRuntime, problem: AttentionProblem, tier: KernelTier, requested: AttentionOptions['tile']): KernelPlan {
@@ -119,8 +134,13 @@ export class FlashAttentionPrefill {
   static async create(runtime: FastAttentionRuntime, options: AttentionOptions): Promise<FlashAttentionPrefill> {
     runtime.assertAlive();
     const problem = normalizeProblem(options);
-    const choice = chooseTier(runtime.capabilities, IMPLEMENTED_TIERS, problem.dtype, problem.headDim, options.tier);
-    const plan = choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, options.tile) : planVectorKernel(runtime, problem, choice.tier, options.tile);
+    // Without an explicit tier or tile, take this adapter's tuned winner for the shape class when it applies here.
+    const tuned = options.tier === undefined && options.tile === undefined ? usableTuned(runtime, problem) : undefined;
+    const choice = tuned
+      ? { tier: tuned.tier, reason: `tuned for ${shapeClassKey(tuned.shapeClass)} on ${runtime.tuning!.adapter} (${tuned.medianMs.toFixed(3)} ms)` }
+      : chooseTier(runtime.capabilities, IMPLEMENTED_TIERS, problem.dtype, problem.headDim, options.tier);
+    const tile = tuned ? tuned.tile : options.tile;
+    const plan = choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, tile) : planVectorKernel(runtime, problem, choice.tier, tile);
     const maxGroups = runtime.capabilities.limits.maxComputeWorkgroupsPerDimension;
     const names = ['query blocks (q.shape[2] / blockQ)', 'q.shape[1]', 'q.shape[0]'];
     plan.workgroups.forEach((g, i) => {

@@ -10,6 +10,8 @@ import { describeCapabilities, WANTED_FEATURES, WANTED_LIMITS, type DeviceCapabi
 import { BufferLedger } from './memory.js';
 import { PipelineCache } from './pipelineCache.js';
 import { BufferUsage } from './usage.js';
+import { adapterKey, type TuningTable } from '../tuning/tuning.js';
+import { shippedTuningFor } from '../tuning/shipped.js';
 import { FlashAttentionPrefill, IMPLEMENTED_TIERS } from '../attention/flashAttentionPrefill.js';
 import { tierAvailability, type TierAvailability } from '../attention/tiers.js';
 import type { AttentionOptions } from '../attention/problem.js';
@@ -27,6 +29,8 @@ export interface RuntimeOptions {
   powerPreference?: GPUPowerPreference;
   /** Register budget per invocation used to reject tile configs that would spill; default 128. */
   registerBudget?: number;
+  /** Tuning table to use (e.g. one produced by `fastattn tune`); default: the shipped table for this adapter, if any. */
+  tuning?: TuningTable;
 }
 
 /** Request an adapter and a device with the features and limits the kernels can use. */
@@ -51,6 +55,8 @@ export class FastAttentionRuntime {
   private readonly ownsDevice: boolean;
   private lostReason: string | null = null;
   private readonly mMasks = new Map<number, GPUBuffer>();
+  /** Tuned (tier, tile) per shape class for this adapter; consulted when an operator is created without a tier or tile. */
+  tuning: TuningTable | undefined;
   /** dawn.node tears the device down when its GPU instance or adapter is collected, so hold them. */
   private readonly keepAlive: unknown[];
 
@@ -63,6 +69,7 @@ export class FastAttentionRuntime {
     this.pipelines = new PipelineCache(device);
     this.bindGroups = new BindGroupCache(device);
     this.registerBudget = registerBudget;
+    this.tuning = shippedTuningFor(adapterKey(this.capabilities));
     device.lost.then((info) => {
       this.lostReason = `${info.reason}: ${info.message}`;
     });
@@ -82,12 +89,17 @@ export class FastAttentionRuntime {
     const budget = options.registerBudget ?? DEFAULT_REGISTER_BUDGET;
     if (options.device) {
       const info = options.adapter?.info ?? (options.device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
-      return new FastAttentionRuntime(options.device, info ?? ({} as GPUAdapterInfo), false, budget, [options.adapter]);
+      return FastAttentionRuntime.withTuning(new FastAttentionRuntime(options.device, info ?? ({} as GPUAdapterInfo), false, budget, [options.adapter]), options);
     }
     const gpu = options.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
     if (!gpu) throw new NoAdapterError('navigator.gpu is missing: this browser has no WebGPU (in Node, use createNodeRuntime)');
     const { adapter, device } = await acquireDevice(gpu, options.powerPreference);
-    return new FastAttentionRuntime(device, adapter.info, true, budget, [gpu, adapter]);
+    return FastAttentionRuntime.withTuning(new FastAttentionRuntime(device, adapter.info, true, budget, [gpu, adapter]), options);
+  }
+
+  private static withTuning(rt: FastAttentionRuntime, options: RuntimeOptions): FastAttentionRuntime {
+    if (options.tuning) rt.tuning = options.tuning;
+    return rt;
   }
 
   /** Which kernel tiers this device can run, each with the reason. */
