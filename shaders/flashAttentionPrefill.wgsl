@@ -53,29 +53,12 @@ const KV_SLICES: u32 = BLOCK_KV / CHUNK;
 // vec4 loads per invocation to stage one slice (rounded up; the tail is guarded).
 const QK_LOADS: u32 = (BLOCK_Q * CHUNK4 + BLOCK_KV * CHUNK4 + THREADS - 1u) / THREADS;
 const V_LOADS: u32 = (V_SLICE + THREADS - 1u) / THREADS;
-const MASK_WIDTH: u32 = 3u * MASK_BLOCK;
 // Finite stand-in for −∞: exp2(x − m) stays well defined for fully masked rows.
 const NEG_BIG: f32 = -1.0e30;
 const MASKED_BELOW: f32 = -1.0e29;
 
-const EDGE_NONE: i32 = 0;
-const EDGE_CROSS: i32 = 1;
-
-struct Params {
-  seqQ: u32,
-  seqK: u32,
-  groupSize: u32,
-  causal: u32,
-  hasWindow: u32,
-  window: u32,
-  scaleLog2: f32,
-  // Element strides divided by 4: every stride is a multiple of the head dim.
-  qBatch: u32, qHead: u32, qSeq: u32,
-  kBatch: u32, kHead: u32, kSeq: u32,
-  vBatch: u32, vHead: u32, vSeq: u32,
-  oBatch: u32, oHead: u32, oSeq: u32,
-  kvLen: array<u32>,
-}
+//#include prefillParams
+//#include tilingMask
 
 @group(0) @binding(0) var<storage, read> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<Store4>;
@@ -89,21 +72,6 @@ var<workgroup> kSlices: array<Tile4, KV_STAGES * K_SLICE>;
 var<workgroup> vSlices: array<Tile4, KV_STAGES * V_SLICE>;
 var<workgroup> pTile: array<f32, BLOCK_Q * BLOCK_KV>;
 var<workgroup> rowScratch: array<f32, BLOCK_Q * THREADS_PER_ROW>;
-
-// Half-plane j − alpha·i ≤ bound (upper) or ≥ bound (lower) over the block
-// [qStart, qStart+rows) × [kStart, kStart+BLOCK_KV): (EDGE_NONE, 0) when it masks
-// nothing there, else (EDGE_CROSS, M-mask column offset). Blocks it masks whole
-// lie outside the loop range and never get here.
-fn classifyEdge(alpha: i32, upper: bool, bound: i32, qStart: i32, rows: i32, kStart: i32) -> vec2i {
-  let uMin = kStart - alpha * (qStart + rows - 1);
-  let uMax = kStart + i32(BLOCK_KV) - 1 - alpha * qStart;
-  if (upper) {
-    if (uMax <= bound) { return vec2i(EDGE_NONE, 0); }
-    return vec2i(EDGE_CROSS, kStart - alpha * qStart - bound - 1 + i32(MASK_BLOCK));
-  }
-  if (uMin >= bound) { return vec2i(EDGE_NONE, 0); }
-  return vec2i(EDGE_CROSS, kStart - alpha * qStart - bound + i32(MASK_BLOCK));
-}
 
 struct Block {
   qBase: u32,   // vec4 index of (b, hq, 0, 0) in q
@@ -174,16 +142,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     qStart, rows, 0u, kvLen);
 
   // Key blocks outside [firstBlock, endBlock) are empty for every row of this block.
-  var kBegin = 0;
-  var kEnd = i32(kvLen);
-  if (params.causal != 0u) { kEnd = min(kEnd, i32(qStart + rows) + offset); }
-  if (params.hasWindow != 0u) { kBegin = max(0, i32(qStart) + offset - i32(params.window) + 1); }
-  var firstBlock = 0u;
-  var endBlock = 0u;
-  if (kEnd > kBegin) {
-    firstBlock = u32(kBegin) / BLOCK_KV;
-    endBlock = (u32(kEnd) + BLOCK_KV - 1u) / BLOCK_KV;
-  }
+  let range = keyBlockRange(qStart, rows, kvLen, offset);
+  let firstBlock = range.x;
+  let endBlock = range.y;
 
   var m: array<f32, ROWS_PER_THREAD>;
   var l: array<f32, ROWS_PER_THREAD>;
@@ -224,21 +185,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     // barriers below, which every invocation passes only when done reading it.
 
     // ---- tiling-mask: full blocks skip this; partial ones OR their M-mask windows ----
-    let eLen = classifyEdge(0, true, i32(kvLen) - 1, i32(qStart), i32(rows), i32(blk.kStart));
-    var eCausal = vec2i(EDGE_NONE, 0);
-    var eWindow = vec2i(EDGE_NONE, 0);
-    if (params.causal != 0u) { eCausal = classifyEdge(1, true, offset, i32(qStart), i32(rows), i32(blk.kStart)); }
-    if (params.hasWindow != 0u) { eWindow = classifyEdge(1, false, offset - i32(params.window) + 1, i32(qStart), i32(rows), i32(blk.kStart)); }
-    if (eLen.x == EDGE_CROSS || eCausal.x == EDGE_CROSS || eWindow.x == EDGE_CROSS) {
+    let edges = blockEdges(qStart, rows, blk.kStart, kvLen, offset);
+    if (edges.partial) {
       for (var i = 0u; i < ROWS_PER_THREAD; i++) {
-        let rowBase = (rowGroup * ROWS_PER_THREAD + i) * MASK_WIDTH;
         for (var j = 0u; j < COLS_PER_THREAD; j++) {
-          let c = i32(lane + j * THREADS_PER_ROW);
-          var masked = false;
-          if (eLen.x == EDGE_CROSS) { masked = masked || mMask[u32(c + eLen.y)] == 1u; }
-          if (eCausal.x == EDGE_CROSS) { masked = masked || mMask[rowBase + u32(c + eCausal.y)] == 1u; }
-          if (eWindow.x == EDGE_CROSS) { masked = masked || mMask[rowBase + u32(c + eWindow.y)] == 0u; }
-          if (masked) { s[i * COLS_PER_THREAD + j] = NEG_BIG; }
+          if (maskedAt(edges, rowGroup * ROWS_PER_THREAD + i, lane + j * THREADS_PER_ROW)) { s[i * COLS_PER_THREAD + j] = NEG_BIG; }
         }
       }
     }

@@ -33,27 +33,11 @@ const D16: u32 = HEAD_DIM / 16u;
 const KV16: u32 = BLOCK_KV / 16u;
 const HALF_KV: u32 = BLOCK_KV / 2u;
 const HALF_D: u32 = HEAD_DIM / 2u;
-const MASK_WIDTH: u32 = 3u * MASK_BLOCK;
 const NEG_BIG: f32 = -1.0e30;
 const MASKED_BELOW: f32 = -1.0e29;
 
-const EDGE_NONE: i32 = 0;
-const EDGE_CROSS: i32 = 1;
-
-struct Params {
-  seqQ: u32,
-  seqK: u32,
-  groupSize: u32,
-  causal: u32,
-  hasWindow: u32,
-  window: u32,
-  scaleLog2: f32,
-  qBatch: u32, qHead: u32, qSeq: u32,
-  kBatch: u32, kHead: u32, kSeq: u32,
-  vBatch: u32, vHead: u32, vSeq: u32,
-  oBatch: u32, oHead: u32, oSeq: u32,
-  kvLen: array<u32>,
-}
+//#include prefillParams
+//#include tilingMask
 
 @group(0) @binding(0) var<storage, read> params: Params;
 // Strides in params are in vec4 units.
@@ -69,17 +53,6 @@ var<workgroup> vTile: array<f16, BLOCK_KV * HEAD_DIM>;
 var<workgroup> oTile: array<f32, 16u * HEAD_DIM>;
 var<workgroup> sTile: array<f32, 16u * BLOCK_KV>;
 var<workgroup> pTile: array<f16, 16u * BLOCK_KV>;
-
-fn classifyEdge(alpha: i32, upper: bool, bound: i32, qStart: i32, rows: i32, kStart: i32) -> vec2i {
-  let uMin = kStart - alpha * (qStart + rows - 1);
-  let uMax = kStart + i32(BLOCK_KV) - 1 - alpha * qStart;
-  if (upper) {
-    if (uMax <= bound) { return vec2i(EDGE_NONE, 0); }
-    return vec2i(EDGE_CROSS, kStart - alpha * qStart - bound - 1 + i32(MASK_BLOCK));
-  }
-  if (uMin >= bound) { return vec2i(EDGE_NONE, 0); }
-  return vec2i(EDGE_CROSS, kStart - alpha * qStart - bound + i32(MASK_BLOCK));
-}
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
@@ -110,16 +83,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     }
   }
 
-  var kBegin = 0;
-  var kEnd = i32(kvLen);
-  if (params.causal != 0u) { kEnd = min(kEnd, i32(qStart + rows) + offset); }
-  if (params.hasWindow != 0u) { kBegin = max(0, i32(qStart) + offset - i32(params.window) + 1); }
-  var firstBlock = 0u;
-  var endBlock = 0u;
-  if (kEnd > kBegin) {
-    firstBlock = u32(kBegin) / BLOCK_KV;
-    endBlock = (u32(kEnd) + BLOCK_KV - 1u) / BLOCK_KV;
-  }
+  let range = keyBlockRange(qStart, rows, kvLen, offset);
+  let firstBlock = range.x;
+  let endBlock = range.y;
 
   var m = NEG_BIG;
   var l = 0.0;
@@ -153,24 +119,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     }
     workgroupBarrier();
 
-    let eLen = classifyEdge(0, true, i32(kvLen) - 1, i32(qStart), i32(rows), i32(kStart));
-    var eCausal = vec2i(EDGE_NONE, 0);
-    var eWindow = vec2i(EDGE_NONE, 0);
-    if (params.causal != 0u) { eCausal = classifyEdge(1, true, offset, i32(qStart), i32(rows), i32(kStart)); }
-    if (params.hasWindow != 0u) { eWindow = classifyEdge(1, false, offset - i32(params.window) + 1, i32(qStart), i32(rows), i32(kStart)); }
-    let partial = eLen.x == EDGE_CROSS || eCausal.x == EDGE_CROSS || eWindow.x == EDGE_CROSS;
+    let edges = blockEdges(qStart, rows, kStart, kvLen, offset);
     var s: array<f32, HALF_KV>;
     var mx = NEG_BIG;
     for (var j = 0u; j < HALF_KV; j++) {
       let c = half * HALF_KV + j;
       var x = sTile[myRow * BLOCK_KV + c] * params.scaleLog2;
-      var masked = !rowValid;
-      if (partial) {
-        let ci = i32(c);
-        if (eLen.x == EDGE_CROSS) { masked = masked || mMask[u32(ci + eLen.y)] == 1u; }
-        if (eCausal.x == EDGE_CROSS) { masked = masked || mMask[myRow * MASK_WIDTH + u32(ci + eCausal.y)] == 1u; }
-        if (eWindow.x == EDGE_CROSS) { masked = masked || mMask[myRow * MASK_WIDTH + u32(ci + eWindow.y)] == 0u; }
-      }
+      let masked = !rowValid || (edges.partial && maskedAt(edges, myRow, c));
       x = select(x, NEG_BIG, masked);
       s[j] = x;
       mx = max(mx, x);

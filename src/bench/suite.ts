@@ -68,7 +68,8 @@ export function caseLabel(c: BenchCase): string {
   return `B${c.batch} H${c.heads} S${c.seq} D${c.headDim}${c.causal ? ' causal' : ''}`;
 }
 
-function filled(device: GPUDevice, elements: number, seed: number, dtype: AttentionDType): GPUBuffer {
+/** A storage buffer of deterministic values in [-0.5, 0.5), stored as `dtype`. */
+export function filledBuffer(device: GPUDevice, elements: number, seed: number, dtype: AttentionDType): GPUBuffer {
   const data = dtype === 'f16' ? new Float16Array(elements) : new Float32Array(elements);
   let x = seed;
   for (let i = 0; i < elements; i++) {
@@ -98,7 +99,7 @@ export async function runBench(rt: FastAttentionRuntime, options: BenchOptions):
     const n = c.batch * c.heads * c.seq * c.headDim;
     const dev = rt.device;
     const bytes = dtype === 'f16' ? 2 : 4;
-    const bufs = { q: filled(dev, n, 1, dtype), k: filled(dev, n, 2, dtype), v: filled(dev, n, 3, dtype), o: dev.createBuffer({ size: Math.ceil((n * bytes) / 4) * 4, usage: BufferUsage.STORAGE }) };
+    const bufs = { q: filledBuffer(dev, n, 1, dtype), k: filledBuffer(dev, n, 2, dtype), v: filledBuffer(dev, n, 3, dtype), o: dev.createBuffer({ size: Math.ceil((n * bytes) / 4) * 4, usage: BufferUsage.STORAGE }) };
     let standardMs: number | null = null;
     for (const variant of [...options.variants].sort((a) => (a === 'standard' ? -1 : 1))) {
       let row: BenchRow | null = null;

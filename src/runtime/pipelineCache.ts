@@ -3,6 +3,7 @@
  * group layouts are built from the reflected bindings, with the `params`
  * binding given a dynamic offset so one pooled buffer serves every call.
  */
+import { resolveIncludes } from './wgslIncludes.js';
 import { reflectKernel, specializeWgsl, type ReflectedBinding, type WgslConsts, type WgslTypes } from './wgsl.js';
 
 /** A WGSL kernel family: one `.wgsl` file. */
@@ -45,7 +46,7 @@ export class PipelineCache {
   }
 
   private async compile(kernel: KernelSource, entryPoint: string, consts: WgslConsts, types: WgslTypes, key: string): Promise<CompiledKernel> {
-    const code = specializeWgsl(kernel.code, consts, types);
+    const code = specializeWgsl(resolveIncludes(kernel.code), consts, types);
     const reflection = reflectKernel(code);
     const bindings = reflection.bindings[entryPoint];
     if (!bindings) throw new Error(`${kernel.name}.wgsl has no compute entry point ${entryPoint}`);

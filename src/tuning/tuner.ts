@@ -2,9 +2,8 @@
  * The tuner: for each shape class, time every candidate (tier, tile) on this
  * adapter with the same timing as the benchmarks, and keep the fastest.
  */
-import { Float16Array } from '@petamoriken/float16';
-import type { AttentionDType } from '../attention/problem.js';
 import type { KernelTier } from '../attention/tiers.js';
+import { filledBuffer } from '../bench/suite.js';
 import { timeGpu } from '../bench/timing.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { BufferUsage } from '../runtime/usage.js';
@@ -22,18 +21,6 @@ export interface TuneOptions {
   onResult?: (entry: TunedEntry) => void;
 }
 
-function randomBuffer(device: GPUDevice, elements: number, dtype: AttentionDType, seed: number): GPUBuffer {
-  const data = dtype === 'f16' ? new Float16Array(elements) : new Float32Array(elements);
-  let x = seed;
-  for (let i = 0; i < elements; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    data[i] = x / 2 ** 32 - 0.5;
-  }
-  const b = device.createBuffer({ size: Math.ceil(data.byteLength / 4) * 4, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
-  device.queue.writeBuffer(b, 0, data.buffer as ArrayBuffer);
-  return b;
-}
-
 export async function tune(rt: FastAttentionRuntime, options: TuneOptions): Promise<TuningTable> {
   const batch = options.batch ?? 1;
   const heads = options.heads ?? 8;
@@ -46,9 +33,9 @@ export async function tune(rt: FastAttentionRuntime, options: TuneOptions): Prom
     const bytes = cls.dtype === 'f16' ? 2 : 4;
     const dev = rt.device;
     const bufs = {
-      q: randomBuffer(dev, n, cls.dtype, 1),
-      k: randomBuffer(dev, n, cls.dtype, 2),
-      v: randomBuffer(dev, n, cls.dtype, 3),
+      q: filledBuffer(dev, n, 1, cls.dtype),
+      k: filledBuffer(dev, n, 2, cls.dtype),
+      v: filledBuffer(dev, n, 3, cls.dtype),
       o: dev.createBuffer({ size: Math.ceil((n * bytes) / 4) * 4, usage: BufferUsage.STORAGE }),
     };
     const candidates: Array<{ tier: KernelTier; tile: TileConfig | MatrixTileConfig }> = [];

@@ -1,10 +1,11 @@
 // The typed WGSL generator and the reflection it relies on.
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { flashAttentionPrefillKernel, flashAttentionPrefillMatrixKernel } from '../../src/attention/flashAttentionPrefill.js';
 import { declarationsOnly, packStruct, reflectKernel, specializeWgsl, structBytes } from '../../src/runtime/wgsl.js';
+import { resolveIncludes } from '../../src/runtime/wgslIncludes.js';
 
-const prefill = readFileSync('shaders/flashAttentionPrefill.wgsl', 'utf8');
-const matrix = readFileSync('shaders/flashAttentionPrefillSubgroupMatrix.wgsl', 'utf8');
+const prefill = resolveIncludes(flashAttentionPrefillKernel.code);
+const matrix = resolveIncludes(flashAttentionPrefillMatrixKernel.code);
 
 describe('WGSL specialization', () => {
   it('rewrites consts and aliases, and adds enables in front', () => {
@@ -22,6 +23,16 @@ describe('WGSL specialization', () => {
     expect(() => specializeWgsl(prefill, { HEAD_DIM: -1 })).toThrow(/HEAD_DIM/);
     expect(() => specializeWgsl(prefill, { HEAD_DIM: 1.5 })).toThrow(/HEAD_DIM/);
     expect(() => specializeWgsl(prefill, {}, { aliases: { Store4: 'vec4<f32>; var x' } })).toThrow(/not a type/);
+  });
+});
+
+describe('includes', () => {
+  it('splice shared snippets in, once per kernel, and refuse unknown names', () => {
+    expect(flashAttentionPrefillKernel.code).toMatch(/^\/\/#include tilingMask$/m);
+    expect(prefill).not.toMatch(/#include/);
+    expect(prefill.match(/fn classifyEdge\(/g)).toHaveLength(1);
+    expect(matrix.match(/struct Params \{/g)).toHaveLength(1);
+    expect(() => resolveIncludes('//#include nothingHere')).toThrow(/nothingHere/);
   });
 });
 
