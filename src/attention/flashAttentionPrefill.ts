@@ -5,20 +5,15 @@
  */
 import prefillWgsl from '../../shaders/flashAttentionPrefill.wgsl?raw';
 import prefillMatrixWgsl from '../../shaders/flashAttentionPrefillSubgroupMatrix.wgsl?raw';
-import { checkMatrixTile, chooseMatrixTile, MATRIX_SUBGROUP_SIZE, type MatrixTileConfig } from '../tiling/matrixTile.js';
-import type { KernelSource } from '../runtime/pipelineCache.js';
-import type { WgslConsts, WgslTypes } from '../runtime/wgsl.js';
 import { TileConfigError } from '../errors.js';
-import type { FastAttentionRuntime } from '../runtime/runtime.js';
-import type { CompiledKernel } from '../runtime/pipelineCache.js';
 import { ParamsPool } from '../runtime/paramsPool.js';
-import { PARAMS_BINDING } from '../runtime/pipelineCache.js';
+import { PARAMS_BINDING, type CompiledKernel, type KernelSource } from '../runtime/pipelineCache.js';
+import type { FastAttentionRuntime } from '../runtime/runtime.js';
+import type { WgslConsts, WgslTypes } from '../runtime/wgsl.js';
+import { checkMatrixTile, chooseMatrixTile, MATRIX_SUBGROUP_SIZE, type MatrixTileConfig } from '../tiling/matrixTile.js';
 import { checkTileConfig, chooseTileConfig, TILE_CANDIDATES, type TileConfig } from '../tiling/tileConfig.js';
-import { chooseTier, type TierChoice, type KernelTier } from './tiers.js';
 import { lookupTuned, shapeClassKey, type TunedEntry } from '../tuning/tuning.js';
-
-/** Tiers this operator implements. */
-export const IMPLEMENTED_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['subgroup-matrix', 'f16', 'f32']);
+import { encodeDispatch, type EncodeTarget } from './encode.js';
 import {
   normalizeKvLengths,
   normalizeProblem,
@@ -28,7 +23,10 @@ import {
   type AttentionOptions,
   type AttentionProblem,
 } from './problem.js';
-import { encodeDispatch, type EncodeTarget } from './encode.js';
+import { chooseTier, type KernelTier, type TierChoice } from './tiers.js';
+
+/** Tiers this operator implements. */
+export const IMPLEMENTED_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['subgroup-matrix', 'f16', 'f32']);
 
 export const flashAttentionPrefillKernel = { name: 'flashAttentionPrefill', code: prefillWgsl };
 export const flashAttentionPrefillMatrixKernel = { name: 'flashAttentionPrefillSubgroupMatrix', code: prefillMatrixWgsl };
