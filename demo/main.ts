@@ -1,11 +1,13 @@
 /**
  * The demo page: detects WebGPU, shows the adapter, runs the library's
- * self-check and benchmark suite, and draws the tiling-mask. Each panel lives
+ * self-check and benchmark suite, draws the tiling-mask, the NPU emulator's
+ * schedule timeline and the Volta fragment layouts. Each panel lives
  * in panels/; `window.fastattnDemo` (state.ts) is what scripts read.
  *
  * URL parameters: the controls (seq, dim, heads, batch, causal, dtype, tile,
  * samples, minSampleMs), check=N self-check cases (0: skip the automatic one), autorun=check|bench|none
- * (default check), and maskSq/maskSk/maskKvLen/maskBq/maskBkv/maskWindow/maskCausal.
+ * (default check), maskSq/maskSk/maskKvLen/maskBq/maskBkv/maskWindow/maskCausal,
+ * npuSeq/npuHeads/npuDim/npuSchedule/npuCausal/npuMask, and voltaFragment/voltaColor/voltaDim/voltaTile.
  */
 import { FastAttentionRuntime } from '../src/runtime/runtime.js';
 import { $, errorText, hooks, params } from './state.js';
@@ -14,7 +16,8 @@ import { controlsReady, initControls } from './panels/controls.js';
 import { initSelfCheck } from './panels/selfCheck.js';
 import { initBench } from './panels/bench.js';
 import { initTilingMask } from './panels/tilingMask.js';
-import { initUnavailable } from './panels/unavailable.js';
+import { initNpuTimeline } from './panels/npuTimeline.js';
+import { initVoltaFragments } from './panels/voltaFragments.js';
 
 let rt: FastAttentionRuntime | null = null;
 const getRt = () => rt;
@@ -28,7 +31,9 @@ function setWebGpu(state: typeof hooks.webgpu, message: string): void {
 }
 
 async function main(): Promise<void> {
-  initUnavailable();
+  // The NPU and Volta panels need no GPU: they start first and work without WebGPU.
+  initNpuTimeline();
+  initVoltaFragments();
   initTilingMask(getRt);
   const bench = initBench(getRt);
   initControls(getRt, () => undefined);
@@ -39,7 +44,7 @@ async function main(): Promise<void> {
   if (!('gpu' in navigator) || !navigator.gpu) {
     setWebGpu(
       'missing',
-      'WebGPU is not available in this browser (navigator.gpu is missing). Use a recent Chrome or Edge on a machine with a GPU (or Chromium with --enable-unsafe-webgpu), served from https or localhost. The tiling-mask view below still works: it needs no GPU.',
+      'WebGPU is not available in this browser (navigator.gpu is missing). Use a recent Chrome or Edge on a machine with a GPU (or Chromium with --enable-unsafe-webgpu), served from https or localhost. The tiling-mask, NPU timeline and Volta fragment views below still work: they need no GPU.',
     );
     $('adapter-body').textContent = 'No WebGPU: nothing to show.';
     return;
@@ -47,7 +52,7 @@ async function main(): Promise<void> {
   try {
     rt = await FastAttentionRuntime.create();
   } catch (e) {
-    setWebGpu('error', `WebGPU is present but no device could be created: ${errorText(e)}. The tiling-mask view below still works.`);
+    setWebGpu('error', `WebGPU is present but no device could be created: ${errorText(e)}. The tiling-mask, NPU timeline and Volta fragment views below still work.`);
     $('adapter-body').textContent = 'No adapter: nothing to show.';
     return;
   }

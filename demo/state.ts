@@ -20,6 +20,9 @@ import type { BenchReport } from '../src/bench/suite.js';
 import type { BlockCounts } from '../src/tiling/mask.js';
 import type { DeviceCapabilities } from '../src/runtime/capabilities.js';
 import type { TileLimits } from '../src/tiling/tileConfig.js';
+import type { AttentionPrefillProblem, ScheduleKind } from '../src/npu-emu/schedules.js';
+import type { ReuseSummary } from '../src/volta/fragmentConverter.js';
+import type { ErrorInfo, NpuScheduleRow } from './workers/protocol.js';
 
 /** The self-check of every kernel tier this device runs, each on its storage type. */
 export interface DemoSelfCheckReport {
@@ -47,6 +50,33 @@ export interface DemoHooks {
     selected: { qBlock: number; kBlock: number; kind: string } | null;
     error: string | null;
   };
+  /** NPU timeline: the simulated problem, every schedule's numbers (as `simulateAttention` returned them) and the chosen one. */
+  npu: {
+    state: JobState;
+    input: { problem: AttentionPrefillProblem; kind: ScheduleKind; tilingMask: boolean } | null;
+    rows: NpuScheduleRow[] | null;
+    /** Wall time of the whole simulation job (all schedules + the Gantt chart), in the worker. */
+    ms: number | null;
+    ganttBars: number;
+    error: string | null;
+  };
+  /** Volta fragment map: the fragment drawn, the accumulator-reuse summaries and the bank heatmaps shown. */
+  volta: {
+    fragment: { name: string; rows: number; cols: number; lanes: number; valuesPerLane: number; maxOwners: number; colorBy: 'group' | 'lane' } | null;
+    selectedCell: { row: number; col: number; owners: Array<[number, number]> } | null;
+    conversions: Array<{ arch: string; accumulator: 'f16' | 'f32'; grid: string; summary: ReuseSummary }>;
+    conversionShown: string | null;
+    heatmap: {
+      state: JobState;
+      headDim: number | null;
+      tile: string | null;
+      before: { wavefronts: number; ideal: number; maxDegree: number; conflictedSteps: number; steps: number } | null;
+      after: { wavefronts: number; ideal: number; maxDegree: number; conflictedSteps: number; steps: number } | null;
+      swizzle: string | null;
+      ms: number | null;
+      error: string | null;
+    };
+  };
   /** Plot areas of the charts in CSS pixels relative to their canvas, updated after each draw. */
   chartAreas: Record<string, { left: number; top: number; right: number; bottom: number } | null>;
   /** Every error message shown in the page, oldest first. */
@@ -67,6 +97,14 @@ export const hooks: DemoHooks = {
   selfCheck: { state: 'idle', report: null, error: null },
   bench: { state: 'idle', report: null, table: null, error: null, progress: [0, 0] },
   mask: { input: null, counts: null, selected: null, error: null },
+  npu: { state: 'idle', input: null, rows: null, ms: null, ganttBars: 0, error: null },
+  volta: {
+    fragment: null,
+    selectedCell: null,
+    conversions: [],
+    conversionShown: null,
+    heatmap: { state: 'idle', headDim: null, tile: null, before: null, after: null, swizzle: null, ms: null, error: null },
+  },
   chartAreas: {},
   errors: [],
 };
@@ -125,23 +163,20 @@ export function errorText(e: unknown): string {
  * and what is allowed; anything else with its message. The page keeps working.
  */
 export function showError(box: HTMLElement, e: unknown): string {
-  const text = errorText(e);
-  box.replaceChildren();
-  if (e instanceof FastAttentionError) {
-    box.append(
-      el('strong', {}, errorClass(e)),
-      ' ',
-      el('code', {}, e.field),
-      el('div', {}, e.message),
-      el('div', { class: 'allowed' }, `Allowed: ${e.allowed}`),
-    );
-    box.dataset.errorName = errorClass(e);
-    box.dataset.field = e.field;
-  } else {
-    box.append(el('strong', {}, e instanceof Error ? e.name : 'Error'), el('div', {}, e instanceof Error ? e.message : String(e)));
-    box.dataset.errorName = e instanceof Error ? e.name : 'Error';
-    delete box.dataset.field;
-  }
+  if (e instanceof FastAttentionError) return showErrorInfo(box, { name: errorClass(e), field: e.field, message: e.message, allowed: e.allowed });
+  return showErrorInfo(box, { name: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) });
+}
+
+/** The same box for an error that arrives as data (from a worker): class, field and what is allowed when known. */
+export function showErrorInfo(box: HTMLElement, e: ErrorInfo): string {
+  const text = `${e.name}: ${e.message}`;
+  box.replaceChildren(el('strong', {}, e.name));
+  if (e.field !== undefined) box.append(' ', el('code', {}, e.field));
+  box.append(el('div', {}, e.message));
+  if (e.allowed !== undefined) box.append(el('div', { class: 'allowed' }, `Allowed: ${e.allowed}`));
+  box.dataset.errorName = e.name;
+  if (e.field !== undefined) box.dataset.field = e.field;
+  else delete box.dataset.field;
   box.hidden = false;
   hooks.errors.push(text);
   console.warn(`[fastattn-demo] ${text}`);

@@ -1,8 +1,9 @@
 /**
  * End-to-end: the demo page in headless Chromium with WebGPU (SwiftShader when
  * there is no GPU). Self-check, a tiny benchmark with its charts drawn, the
- * tiling-mask view against the library's classification, and bad input that
- * shows the library's typed errors while the page keeps working.
+ * tiling-mask view against the library's classification, bad input that
+ * shows the library's typed errors while the page keeps working, and the NPU
+ * timeline and Volta fragment panels against the simulator and layout code.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,14 @@ import { FastAttentionError } from '../../src/errors.js';
 import { countBlocks } from '../../src/tiling/mask.js';
 import { checkTileConfig, type TileConfig } from '../../src/tiling/tileConfig.js';
 import type { DemoHooks } from '../../demo/state.js';
+import { fmtPct, fmtUs } from '../../demo/panels/format.js';
+import { NpuCapacityError, type NpuEmuError } from '../../src/npu-emu/errors.js';
+import { ganttSvg } from '../../src/npu-emu/gantt.js';
+import { ascend910B } from '../../src/npu-emu/machine.js';
+import { simulateAttention, type AttentionPrefillProblem, type ScheduleKind } from '../../src/npu-emu/schedules.js';
+import { conversionMap, voltaDemoData } from '../../src/volta/demoData.js';
+import { ampereAccumulatorReuse, voltaAccumulatorReuse } from '../../src/volta/fragmentConverter.js';
+import { QP_GRID_16x16, QP_GRID_32x8 } from '../../src/volta/mmaLayouts.js';
 
 const work = join(tmpdir(), `fastattn-e2e-${process.pid}`);
 const outDir = join(work, 'dist');
@@ -60,6 +69,17 @@ function libraryError(f: () => unknown): FastAttentionError {
     throw e;
   }
   throw new Error('expected the library to throw');
+}
+
+/** Non-white pixels of a 2D canvas: what was drawn on it. */
+async function inkPixels(id: string): Promise<number> {
+  return page.$eval(`#${id}`, (c) => {
+    const canvas = c as HTMLCanvasElement;
+    const d = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] < 245 || d[i + 1] < 245 || d[i + 2] < 245) n++;
+    return n;
+  });
 }
 
 /** Pixels in the chart's plot area that carry a series colour (saturated), from a real screenshot. */
@@ -276,7 +296,7 @@ describe('demo page in headless Chromium', () => {
     expect(pageErrors).toEqual([]);
   }, 240_000);
 
-  it('without WebGPU: a clear message, and the tiling-mask view still works', async () => {
+  it('without WebGPU: a clear message, and the tiling-mask, NPU and Volta views still work', async () => {
     const other = await browser.newPage();
     try {
       await other.evaluateOnNewDocument(() => {
@@ -293,6 +313,12 @@ describe('demo page in headless Chromium', () => {
       expect(await other.$eval('#btn-check', (el) => (el as HTMLButtonElement).disabled)).toBe(true);
       const counts = await other.evaluate(() => window.fastattnDemo.mask.counts);
       expect(counts).toEqual(countBlocks({ seqQ: 128, kvLen: 128, causal: true }, 128, 32, 16));
+      // The NPU timeline and the Volta fragment map need no GPU either.
+      await other.waitForFunction(() => window.fastattnDemo.npu.state === 'done' && window.fastattnDemo.volta.heatmap.state === 'done', { timeout: 60_000 });
+      const npu = await other.evaluate(() => ({ syncs: window.fastattnDemo.npu.rows!.map((r) => (r.ok ? r.summary.syncs : -1)), fragment: window.fastattnDemo.volta.fragment?.name }));
+      const problem = { batch: 1, heads: 8, seqQ: 4096, seqK: 4096, headDim: 128, causal: true };
+      expect(npu.syncs).toEqual((['standard', 'unified', 'twoLevel'] as const).map((kind) => simulateAttention(ascend910B, problem, { kind }).summary.syncs));
+      expect(npu.fragment).toMatch(/^m8n8k4\.C\.f32/);
       expect(uncaught).toEqual([]);
       writeFileSync(join(shotDir, 'no-webgpu.png'), await other.screenshot({ fullPage: true }));
     } finally {
@@ -300,12 +326,128 @@ describe('demo page in headless Chromium', () => {
     }
   });
 
-  it('NPU timeline and Volta fragment map say "not available yet" and draw nothing', async () => {
-    for (const id of ['panel-npu', 'panel-volta']) {
-      const panel = await page.$eval(`#${id}`, (el) => ({ state: (el as HTMLElement).dataset.state, text: el.textContent ?? '', canvases: el.querySelectorAll('canvas, svg').length }));
-      expect(panel.state).toBe('unavailable');
-      expect(panel.text).toContain('not available yet');
-      expect(panel.canvases).toBe(0);
+  it('NPU timeline: the numbers shown are simulateAttention\'s for the same inputs', async () => {
+    const check = async (problem: AttentionPrefillProblem, kind: ScheduleKind, tilingMask: boolean) => {
+      await waitForDemo(page, () => ['done', 'error'].includes(window.fastattnDemo.npu.state), { timeout: 60_000 });
+      const h = await hooks();
+      expect(h.npu.error).toBeNull();
+      expect(h.npu.state).toBe('done');
+      expect(h.npu.input).toEqual({ problem, kind, tilingMask });
+      const panel = await page.$eval('#panel-npu', (el) => ({ state: (el as HTMLElement).dataset.state, text: el.textContent ?? '' }));
+      expect(panel.state).toBe('done');
+      expect(panel.text).not.toContain('not available');
+      for (const k of ['standard', 'unified', 'twoLevel'] as const) {
+        const lib = simulateAttention(ascend910B, problem, { kind: k, tilingMask });
+        const row = h.npu.rows!.find((r) => r.kind === k)!;
+        expect(row.ok, k).toBe(true);
+        if (!row.ok) continue;
+        expect(row.label).toBe(lib.label);
+        expect(row.latencySeconds).toBe(lib.latencySeconds);
+        expect(row.cubeEfficiency).toBe(lib.cubeEfficiency);
+        expect(row.summary.syncs).toBe(lib.summary.syncs);
+        expect(row.summary.taskCount).toBe(lib.summary.taskCount);
+        expect(row.summary.units).toEqual(lib.summary.units);
+        const shown = await page.$eval(`#npu-compare tr[data-kind="${k}"]`, (tr) => ({
+          latency: tr.querySelector('.latency')!.textContent,
+          syncs: tr.querySelector('.syncs')!.textContent,
+          tasks: tr.querySelector('.tasks')!.textContent,
+        }));
+        expect(shown).toEqual({ latency: fmtUs(lib.latencySeconds), syncs: String(lib.summary.syncs), tasks: String(lib.summary.taskCount) });
+        if (k !== kind) continue;
+        // The chosen schedule: summary, per-unit utilization and the Gantt chart.
+        expect(await page.$eval('#npu-syncs', (el) => el.textContent)).toBe(String(lib.summary.syncs));
+        expect(await page.$eval('#npu-latency', (el) => el.textContent)).toBe(`${fmtUs(lib.latencySeconds)} µs`);
+        const units = await page.$$eval('#npu-units tr[data-unit]', (trs) => trs.map((tr) => [(tr as HTMLElement).dataset.unit, tr.querySelector('.util')!.textContent]));
+        expect(units).toEqual(Object.entries(lib.summary.units).map(([u, s]) => [u, fmtPct(s.utilization)]));
+        const bars = (ganttSvg(lib.graph, lib.result, { maxIntervals: 2000 }).match(/<rect /g) ?? []).length;
+        expect(bars).toBeGreaterThan(0);
+        expect(h.npu.ganttBars).toBe(bars);
+        expect(await page.$$eval('#npu-gantt svg rect', (r) => r.length)).toBe(bars);
+      }
+    };
+    // The page's defaults, then other controls.
+    await check({ batch: 1, heads: 8, seqQ: 4096, seqK: 4096, headDim: 128, causal: true }, 'twoLevel', true);
+    writeFileSync(join(shotDir, 'npu-timeline.png'), await (await page.$('#panel-npu'))!.screenshot());
+    await setFields({ 'npu-seq': '2048', 'npu-heads': '4', 'npu-dim': '64', 'npu-kind': 'unified', 'npu-mask': false, 'npu-causal': true });
+    await check({ batch: 1, heads: 4, seqQ: 2048, seqK: 2048, headDim: 64, causal: true }, 'unified', false);
+
+    // A head dim whose two-level buffers overflow L1: the simulator's own typed error, the other schedules still compared.
+    await setFields({ 'npu-dim': '256', 'npu-kind': 'twoLevel', 'npu-mask': true });
+    await waitForDemo(page, () => ['done', 'error'].includes(window.fastattnDemo.npu.state), { timeout: 60_000 });
+    let libErr: NpuEmuError | null = null;
+    try {
+      simulateAttention(ascend910B, { batch: 1, heads: 4, seqQ: 2048, seqK: 2048, headDim: 256, causal: true }, { kind: 'twoLevel' });
+    } catch (e) {
+      libErr = e as NpuEmuError;
     }
-  });
+    expect(libErr).toBeInstanceOf(NpuCapacityError);
+    const err = await errorBox('npu-error');
+    expect(err).toMatchObject({ hidden: false, name: 'NpuCapacityError', field: libErr!.field });
+    expect(err.text).toContain(libErr!.message);
+    const h = await hooks();
+    expect(h.npu.state).toBe('error');
+    expect(h.npu.rows!.find((r) => r.kind === 'unified')!.ok).toBe(true);
+    await setFields({ 'npu-dim': '128' });
+    await waitForDemo(page, () => ['done', 'error'].includes(window.fastattnDemo.npu.state), { timeout: 60_000 });
+    expect((await errorBox('npu-error')).hidden).toBe(true);
+  }, 120_000);
+
+  it("Volta fragment map: ownership, exchange counts and bank heatmaps are the library's", async () => {
+    const lib = voltaDemoData({ headDims: [] });
+    const panel = await page.$eval('#panel-volta', (el) => el.textContent ?? '');
+    expect(panel).not.toContain('not available');
+
+    // Ownership maps: a few fragments, drawn, and a clicked cell's owners as the library lists them.
+    const names = await page.$$eval('#volta-fragment option', (os) => os.map((o) => (o as HTMLOptionElement).value));
+    expect(names).toHaveLength(lib.fragments.length);
+    for (const want of ['m8n8k4.C.f32', 'm8n8k4.C.f16', 'm8n8k4.A.row', 'm8n8k4.B.col', 'm16n8k16.A', 'm16n8k16.C.f32']) {
+      const i = lib.fragments.findIndex((f) => f.name.startsWith(want));
+      const f = lib.fragments[i];
+      await setFields({ 'volta-fragment': String(i) });
+      const h = await hooks();
+      expect(h.volta.fragment).toMatchObject({ name: f.name, rows: f.rows, cols: f.cols, lanes: f.lanes, valuesPerLane: f.valuesPerLane, maxOwners: Math.max(...f.cells.flat().map((c) => c.length)) });
+      expect(await inkPixels('volta-frag'), `${f.name} drawn`).toBeGreaterThan(200);
+      const canvas = (await page.$('#volta-frag'))!;
+      const box = (await canvas.boundingBox())!;
+      const cell = (box.width - 26 - 2) / f.cols; // the panel's geometry: 26 px of row labels, 20 px of column labels
+      const [row, col] = [f.rows - 1, f.cols - 1];
+      await canvas.click({ offset: { x: 26 + (col + 0.5) * cell, y: 20 + (row + 0.5) * cell } });
+      expect((await hooks()).volta.selectedCell).toEqual({ row, col, owners: f.cells[row][col] });
+    }
+    await setFields({ 'volta-fragment': String(lib.fragments.findIndex((f) => f.name.startsWith('m8n8k4.C.f32'))) });
+
+    // Accumulator reuse: the exchange counts shown are the converter's (FP16 vs FP32 accumulators).
+    const h = await hooks();
+    expect(h.volta.conversions).toEqual(lib.conversions.map((c) => ({ arch: c.arch, accumulator: c.accumulator, grid: c.grid, summary: c.map.summary })));
+    for (const c of lib.conversions) {
+      const fromConverter = conversionMap(c.arch === 'volta' ? voltaAccumulatorReuse(c.accumulator, { grid: c.grid === '32x8x4' ? QP_GRID_32x8 : QP_GRID_16x16 }) : ampereAccumulatorReuse(c.accumulator)).summary;
+      expect(c.map.summary).toEqual(fromConverter);
+      const shown = await page.$eval(`#volta-reuse tr[data-key="${c.arch}-${c.grid}-${c.accumulator}"]`, (tr) => [tr.querySelector('.received')!.textContent, tr.querySelector('.per-lane')!.textContent]);
+      expect(shown).toEqual([String(fromConverter.totalReceived), String(fromConverter.maxReceivedPerLane)]);
+    }
+    const volta = (acc: 'f16' | 'f32') => voltaAccumulatorReuse(acc, { grid: QP_GRID_32x8 }).totalReceived;
+    expect(volta('f16')).toBeLessThan(volta('f32')); // what the panel is there to show
+    expect(await inkPixels('volta-conv')).toBeGreaterThan(200);
+
+    // Bank heatmaps of Q, K, V at head dim 64 (planned in the worker), before and after the swizzle.
+    await waitForDemo(page, () => ['done', 'error'].includes(window.fastattnDemo.volta.heatmap.state), { timeout: 60_000 });
+    expect((await hooks()).volta.heatmap.error).toBeNull();
+    const tiles = voltaDemoData({ headDims: [64], br: 64, bc: 64, maxSteps: 8 }).tiles;
+    for (const t of tiles) {
+      await setFields({ 'volta-dim': '64', 'volta-tile': t.tile });
+      await waitForDemo(page, () => window.fastattnDemo.volta.heatmap.state === 'done', { timeout: 60_000 });
+      const hm = (await hooks()).volta.heatmap;
+      const brief = (x: typeof t.readsBefore) => ({ steps: x.totals.steps, wavefronts: x.totals.wavefronts, ideal: x.totals.ideal, maxDegree: x.totals.maxDegree, conflictedSteps: x.totals.conflictedSteps });
+      expect(hm).toMatchObject({ headDim: 64, tile: t.tile, before: brief(t.readsBefore), after: brief(t.readsAfter), swizzle: t.swizzle });
+      for (const [id, x] of [['volta-before-line', t.readsBefore], ['volta-after-line', t.readsAfter]] as const) {
+        const shown = await page.$eval(`#${id}`, (el) => ({ ...(el as HTMLElement).dataset }));
+        expect(shown).toEqual({ wavefronts: String(x.totals.wavefronts), ideal: String(x.totals.ideal), maxDegree: String(x.totals.maxDegree), conflicted: String(x.totals.conflictedSteps) });
+      }
+      expect(await inkPixels('volta-bank-before')).toBeGreaterThan(500);
+      expect(await inkPixels('volta-bank-after')).toBeGreaterThan(500);
+    }
+    writeFileSync(join(shotDir, 'volta-fragments.png'), await (await page.$('#panel-volta'))!.screenshot());
+    expect(pageErrors).toEqual([]);
+  }, 120_000);
+
 });
