@@ -77,7 +77,8 @@ export interface AttentionProblem {
   bytesPerElement: number;
 }
 
-function checkShape(name: string, desc: TensorDesc | undefined): void {
+/** Check one tensor descriptor: four positive integer dims and a known layout (typed errors name `<name>.shape[i]` / `<name>.layout`). */
+export function checkTensorDesc(name: string, desc: TensorDesc | undefined): void {
   if (!desc || !Array.isArray(desc.shape) || desc.shape.length !== 4)
     throw new ShapeError(`${name}.shape`, `expected [batch, heads, seq, headDim], got ${JSON.stringify(desc?.shape)}`, 'an array of 4 positive integers');
   desc.shape.forEach((x, i) => {
@@ -90,11 +91,11 @@ function checkShape(name: string, desc: TensorDesc | undefined): void {
 /** Validate options into a normalized problem, or throw a typed error naming the field. */
 export function normalizeProblem(options: AttentionOptions): AttentionProblem {
   const { q, k, v } = options;
-  checkShape('q', q);
-  checkShape('k', k);
-  checkShape('v', v);
+  checkTensorDesc('q', q);
+  checkTensorDesc('k', k);
+  checkTensorDesc('v', v);
   const o = options.o ?? { shape: q.shape, layout: q.layout };
-  checkShape('o', o);
+  checkTensorDesc('o', o);
   const [B, Hq, Sq, D] = q.shape;
   const [Bk, Hkv, Sk, Dk] = k.shape;
   if (!(SUPPORTED_HEAD_DIMS as readonly number[]).includes(D))

@@ -13,13 +13,13 @@ import { encodeDispatch, type EncodeTarget } from '../attention/encode.js';
 function isPass(t: EncodeTarget): t is GPUComputePassEncoder {
   return typeof (t as GPUComputePassEncoder).dispatchWorkgroups === 'function';
 }
-import { SUPPORTED_HEAD_DIMS, resolveBuffer, type BufferArg, type ResolvedBinding } from '../attention/problem.js';
+import { SUPPORTED_HEAD_DIMS, checkTensorDesc, resolveBuffer, type BufferArg, type ResolvedBinding } from '../attention/problem.js';
 import { MAX_POOL_BUFFERS, type KvDType, type PagedKvCache } from '../kvcache/pagedKvCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { PARAMS_BINDING, type CompiledKernel } from '../runtime/pipelineCache.js';
 import { ParamsPool } from '../runtime/paramsPool.js';
 import { BufferUsage } from '../runtime/usage.js';
-import { TENSOR_LAYOUTS, tensorElements, tensorStrides, type TensorDesc, type TensorLayout, type TensorStrides } from '../tiling/layout.js';
+import { tensorElements, tensorStrides, type TensorDesc, type TensorLayout, type TensorStrides } from '../tiling/layout.js';
 
 export const flashDecodeKernel = { name: 'flashDecode', code: decodeWgsl };
 
@@ -103,21 +103,11 @@ export interface DecodeTiling {
   workspaceBytes: number;
 }
 
-function checkDesc(name: string, desc: TensorDesc | undefined): void {
-  if (!desc || !Array.isArray(desc.shape) || desc.shape.length !== 4)
-    throw new ShapeError(`${name}.shape`, `expected [batch, heads, seq, headDim], got ${JSON.stringify(desc?.shape)}`, 'an array of 4 positive integers');
-  desc.shape.forEach((x, i) => {
-    if (!Number.isInteger(x) || x <= 0) throw new ShapeError(`${name}.shape[${i}]`, `must be a positive integer, got ${x}`, 'integers ≥ 1');
-  });
-  if (desc.layout !== undefined && !TENSOR_LAYOUTS.includes(desc.layout))
-    throw new UnsupportedError(`${name}.layout`, `unknown layout ${JSON.stringify(desc.layout)}`, TENSOR_LAYOUTS.join(', '));
-}
-
 /** Validate decode options into a {@link DecodeProblem}, or throw a typed error naming the field. */
 export function normalizeDecodeProblem(options: DecodeOptions): DecodeProblem {
-  checkDesc('q', options.q);
+  checkTensorDesc('q', options.q);
   const o = options.o ?? { shape: options.q.shape, layout: options.q.layout };
-  checkDesc('o', o);
+  checkTensorDesc('o', o);
   const [B, Hq, Sq, D] = options.q.shape;
   if (Sq > MAX_DECODE_QUERIES) throw new ShapeError('q.shape[2]', `${Sq} queries per sequence`, `integers in [1, ${MAX_DECODE_QUERIES}] (use prefill for more)`);
   if (!(SUPPORTED_HEAD_DIMS as readonly number[]).includes(D))
@@ -143,8 +133,8 @@ export function normalizeDecodeProblem(options: DecodeOptions): DecodeProblem {
     Sk = g.maxPagesPerSequence * g.pageTokens;
     kDesc = vDesc = { shape: [B, Hkv, Sk, D] };
   } else {
-    checkDesc('k', options.k);
-    checkDesc('v', options.v);
+    checkTensorDesc('k', options.k);
+    checkTensorDesc('v', options.v);
     kDesc = options.k!;
     vDesc = options.v!;
     const [Bk, Hk, Sk0, Dk] = kDesc.shape;
