@@ -9,7 +9,7 @@
  * Browsers need cross-origin isolation (COOP/COEP) for shared memory.
  */
 import { ShapeError, UnsupportedError } from '../errors.js';
-import { CONTROL_WORDS, KERNEL_BLOCK, type HostKvCache } from './hostKvCache.js';
+import { CONTROL_WORDS, KERNEL_BLOCK, assertSharedMemory, type HostKvCache } from './hostKvCache.js';
 import { workerMain, type WorkerInit } from './cpuWorker.js';
 
 // Control words; keep in sync with cpuWorker.ts.
@@ -92,6 +92,7 @@ export class CpuAttentionPool {
    */
   static async create(cache: HostKvCache, options: CpuAttentionOptions): Promise<CpuAttentionPool> {
     if (!(options?.module instanceof WebAssembly.Module)) throw new UnsupportedError('module', 'is not a WebAssembly.Module', 'the compiled dist/wasm/offload.wasm (npm run build:wasm)');
+    assertSharedMemory(); // before any worker is started
     const spawn = options.spawn ?? webWorkerSpawner;
     const source = workerMain.toString();
     const workers: PoolWorker[] = [];

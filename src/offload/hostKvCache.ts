@@ -29,6 +29,12 @@ export interface HostKvCacheOptions {
   threads: number;
   /** Most key ranges one (sequence, KV head) is split into; default 16. */
   maxSplits?: number;
+  /**
+   * Host memory the caller lets the cache take, bytes; checked before allocating
+   * (a context beyond it is an `UnsupportedError` on `capacity`, not an
+   * out-of-memory kill later). Default: no check besides the allocation itself.
+   */
+  hostMemoryBytes?: number;
 }
 
 /** Byte layout of the shared memory. */
@@ -74,7 +80,12 @@ export class HostKvCache {
     this.layout = layout;
     this.elementBytes = options.dtype === 'f16' ? 2 : 4;
     const pages = layout.bytes / PAGE;
-    this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    try {
+      this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    } catch (e) {
+      // V8 reports a failed reservation as a RangeError; keep it typed and early.
+      throw new UnsupportedError('capacity', `the host could not allocate ${layout.bytes} bytes of shared memory for the cache (${(e as Error)?.message ?? e})`, 'a smaller capacity, fewer layers per cache, or more host memory');
+    }
     this.f32 = new Float32Array(this.memory.buffer);
     this.u16 = new Uint16Array(this.memory.buffer);
     this.lengths = Array.from({ length: options.layers }, () => new Int32Array(options.batch));
@@ -83,7 +94,11 @@ export class HostKvCache {
   /** Validate, lay out and allocate (bytes = {@link HostKvCache.bytesFor}). */
   static create(options: HostKvCacheOptions): HostKvCache {
     const o = HostKvCache.normalize(options);
-    return new HostKvCache(o, HostKvCache.layoutFor(o));
+    const layout = HostKvCache.layoutFor(o);
+    if (options.hostMemoryBytes !== undefined && layout.bytes > options.hostMemoryBytes)
+      throw new UnsupportedError('capacity', `the host cache needs ${layout.bytes} bytes, more than the ${options.hostMemoryBytes} bytes of host memory allowed`, `at most ${options.hostMemoryBytes} bytes (a shorter context, or fewer offloaded layers)`);
+    assertSharedMemory();
+    return new HostKvCache(o, layout);
   }
 
   /** Bytes of shared memory a cache with these options takes. */
@@ -91,7 +106,8 @@ export class HostKvCache {
     return HostKvCache.layoutFor(HostKvCache.normalize(options)).bytes;
   }
 
-  private static normalize(options: HostKvCacheOptions): Required<HostKvCacheOptions> {
+  /** @internal */
+  static normalize(options: HostKvCacheOptions): Required<HostKvCacheOptions> {
     const layers = int('layers', options.layers, 0);
     const batch = int('batch', options.batch);
     const heads = int('heads', options.heads);
@@ -103,7 +119,9 @@ export class HostKvCache {
     if (options.dtype !== 'f32' && options.dtype !== 'f16') throw new UnsupportedError('dtype', `${JSON.stringify(options.dtype)} is not a host KV type`, 'f32, f16');
     const threads = int('threads', options.threads);
     const maxSplits = int('maxSplits', options.maxSplits ?? 16);
-    return { layers, batch, heads, kvHeads, headDim, capacity, dtype: options.dtype, threads, maxSplits };
+    if (options.hostMemoryBytes !== undefined && !(typeof options.hostMemoryBytes === 'number' && options.hostMemoryBytes > 0))
+      throw new ShapeError('hostMemoryBytes', `must be a positive number of bytes, got ${String(options.hostMemoryBytes)}`, 'numbers > 0');
+    return { layers, batch, heads, kvHeads, headDim, capacity, dtype: options.dtype, threads, maxSplits, hostMemoryBytes: options.hostMemoryBytes ?? Infinity };
   }
 
   private static layoutFor(o: Required<HostKvCacheOptions>): HostKvLayout {
@@ -225,6 +243,82 @@ export class HostKvCache {
     const base = which === 'k' ? this.layout.k[layer] : this.layout.v[layer];
     return new Float32Array(this.memory.buffer as unknown as SharedArrayBuffer, base, o.batch * o.kvHeads * o.capacity * o.headDim);
   }
+}
+
+/** Most bytes one host cache (one 32-bit WebAssembly memory) can take. */
+export const MAX_HOST_CACHE_BYTES = MAX_BYTES;
+
+/**
+ * Throws a typed error when shared WebAssembly memory cannot be used by worker
+ * threads: `SharedArrayBuffer` missing, or a page that is not cross-origin
+ * isolated (COOP `same-origin` + COEP `require-corp` are needed). Called before
+ * anything is allocated or any worker is started, so the failure is never a
+ * DataCloneError deep inside a worker. There is no silent single-thread
+ * fallback: the caller decides (keep every layer on the GPU, `lCpu = 0`, or
+ * serve the page cross-origin isolated).
+ */
+export function assertSharedMemory(): void {
+  const g = globalThis as { SharedArrayBuffer?: unknown; crossOriginIsolated?: boolean };
+  if (typeof g.SharedArrayBuffer !== 'function' || g.crossOriginIsolated === false)
+    throw new UnsupportedError(
+      'SharedArrayBuffer',
+      g.crossOriginIsolated === false ? 'the page is not cross-origin isolated, so worker threads cannot share the host KV cache' : 'SharedArrayBuffer is not available, so worker threads cannot share the host KV cache',
+      'a cross-origin isolated page (COOP same-origin, COEP require-corp), Node ≥ 20, or no offload (every layer on the GPU)',
+    );
+}
+
+/** One host cache of a split: layers [layer0, layer0 + layers) and KV heads [kvHead0, kvHead0 + kvHeads). */
+export interface HostKvPart {
+  layer0: number;
+  layers: number;
+  kvHead0: number;
+  kvHeads: number;
+  /** Query heads of this part (kvHeads · heads / kvHeads of the whole). */
+  heads: number;
+  bytes: number;
+}
+
+/**
+ * Split a host KV cache too big for one WebAssembly memory (4 GiB) into several
+ * {@link HostKvCache}s: as many layers per cache as fit, and when one layer does
+ * not fit, its KV heads in equal groups (the fewest groups that fit). Each part
+ * gets its own cache and its own {@link CpuAttentionPool}. Throws a typed error
+ * when the parts together exceed `hostMemoryBytes`, or when even one KV head of
+ * one layer exceeds one memory.
+ */
+export function splitHostKv(options: HostKvCacheOptions, maxBytesPerCache = MAX_BYTES): HostKvPart[] {
+  const o = HostKvCache.normalize({ ...options, layers: Math.max(1, options.layers) });
+  const G = o.heads / o.kvHeads;
+  const bytes = (layers: number, kvHeads: number): number => HostKvCache.bytesFor({ ...o, layers, kvHeads, heads: kvHeads * G, hostMemoryBytes: undefined });
+  const fits = (layers: number, kvHeads: number): boolean => {
+    try {
+      return bytes(layers, kvHeads) <= maxBytesPerCache;
+    } catch {
+      return false;
+    }
+  };
+  const parts: HostKvPart[] = [];
+  if (options.layers === 0) return parts;
+  if (fits(1, o.kvHeads)) {
+    let per = 1;
+    while (per < o.layers && fits(per + 1, o.kvHeads)) per++;
+    for (let l = 0; l < o.layers; l += per) {
+      const n = Math.min(per, o.layers - l);
+      parts.push({ layer0: l, layers: n, kvHead0: 0, kvHeads: o.kvHeads, heads: o.heads, bytes: bytes(n, o.kvHeads) });
+    }
+  } else {
+    let groups = 2;
+    while (groups <= o.kvHeads && (o.kvHeads % groups !== 0 || !fits(1, o.kvHeads / groups))) groups++;
+    if (groups > o.kvHeads)
+      throw new UnsupportedError('capacity', `one KV head of one layer at ${o.capacity} tokens exceeds one ${maxBytesPerCache}-byte WebAssembly memory`, 'a shorter context or f16 storage');
+    const hk = o.kvHeads / groups;
+    for (let l = 0; l < o.layers; l++)
+      for (let g = 0; g < groups; g++) parts.push({ layer0: l, layers: 1, kvHead0: g * hk, kvHeads: hk, heads: hk * G, bytes: bytes(1, hk) });
+  }
+  const total = parts.reduce((a, p) => a + p.bytes, 0);
+  if (total > o.hostMemoryBytes)
+    throw new UnsupportedError('capacity', `the host caches need ${total} bytes, more than the ${o.hostMemoryBytes} bytes of host memory allowed`, `at most ${o.hostMemoryBytes} bytes (a shorter context, or fewer offloaded layers)`);
+  return parts;
 }
 
 /** f16 bits → f32 by table (built lazily). */

@@ -5,8 +5,8 @@
  * cooperative step and the classical-offloading baseline. Node-only helpers
  * (worker threads, loading the .wasm) are in `./node.js`.
  */
-export { planOffload, formatPlan, LLAMA2_7B, type ModelConfig, type PlanOptions, type OffloadPlan, type OffloadDType } from './planner.js';
-export { HostKvCache, type HostKvCacheOptions, type HostKvDType, type HostKvLayout } from './hostKvCache.js';
+export { planOffload, formatPlan, budgetForGpuTokens, maxCooperativeContext, LLAMA2_7B, type ModelConfig, type PlanOptions, type OffloadPlan, type OffloadDType } from './planner.js';
+export { HostKvCache, splitHostKv, assertSharedMemory, MAX_HOST_CACHE_BYTES, type HostKvPart, type HostKvCacheOptions, type HostKvDType, type HostKvLayout } from './hostKvCache.js';
 export { CpuAttentionPool, webWorkerSpawner, type CpuAttentionOptions, type AttendCall, type PoolWorker, type WorkerSpawner } from './cpuAttention.js';
 export { OffloadDecoder, type OffloadDecoderOptions, type OffloadMode, type PrefillTiming } from './decoder.js';
 export { toHalf, fromHalf } from './f16.js';

@@ -164,6 +164,56 @@ export function planOffload(model: ModelConfig, options: PlanOptions): OffloadPl
   };
 }
 
+/**
+ * The per-GPU budget that holds the weights, vocabulary and largest
+ * intermediate of `options` plus the KV cache of every layer for exactly
+ * `gpuTokens` tokens per sequence (prompt + output): with it, contexts up to
+ * `gpuTokens` stay entirely on the GPU and longer ones offload layers.
+ */
+export function budgetForGpuTokens(model: ModelConfig, gpuTokens: number, options: Omit<PlanOptions, 'promptLength' | 'outputLength' | 'gpuMemoryBytes' | 'hostMemoryBytes'>): number {
+  positiveInt('gpuTokens', gpuTokens);
+  // A budget with no limit gives the fixed parts and one layer's KV at gpuTokens.
+  const p = planOffload(model, { ...options, promptLength: gpuTokens, outputLength: 0, gpuMemoryBytes: Number.MAX_SAFE_INTEGER });
+  return p.perGpu.weights + p.perGpu.vocabulary + p.perGpu.intermediate + model.layers * p.perGpu.kvPerLayer;
+}
+
+/**
+ * The longest prompt (a multiple of `granularity` tokens) the cooperative
+ * scheme serves with `gpuMemoryBytes` per GPU and `hostMemoryBytes` of host
+ * memory for the offloaded layers: the planner's split at each length, the host
+ * bound checked. Returns the plan at that length, or throws the planner's typed
+ * error when even `granularity` tokens do not fit (e.g. the weights alone exceed
+ * the budget).
+ */
+export function maxCooperativeContext(model: ModelConfig, options: Omit<PlanOptions, 'promptLength'> & { hostMemoryBytes: number }, granularity = 1024, limit = 1 << 24): OffloadPlan {
+  positiveInt('granularity', granularity);
+  if (typeof options.hostMemoryBytes !== 'number' || !(options.hostMemoryBytes > 0))
+    throw new ShapeError('options.hostMemoryBytes', `must be a positive number of bytes, got ${options.hostMemoryBytes}`, 'numbers > 0');
+  const at = (n: number): OffloadPlan | null => {
+    try {
+      return planOffload(model, { ...options, promptLength: n * granularity });
+    } catch (e) {
+      if (e instanceof UnsupportedError && e.field === 'options.hostMemoryBytes') return null;
+      throw e;
+    }
+  };
+  let best = at(1);
+  if (!best) return planOffload(model, { ...options, promptLength: granularity }); // throws the host error
+  // Host bytes grow with the length (L_cpu never falls as the context grows): binary search.
+  let lo = 1;
+  let hi = Math.max(2, Math.floor(limit / granularity));
+  if (at(hi)) return at(hi)!;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    const p = at(mid);
+    if (p) {
+      lo = mid;
+      best = p;
+    } else hi = mid;
+  }
+  return best;
+}
+
 /** The plan as a small table (GiB), for logs and the CLI. */
 export function formatPlan(plan: OffloadPlan): string {
   const g = (x: number): string => `${(x / GIB).toFixed(3).padStart(9)} GiB`;
