@@ -165,8 +165,11 @@ async function main(): Promise<number> {
   const out = values.out ?? join('bench', 'results', `bench-${slug}-${report.date.replace(/[:.]/g, '-')}.json`);
   mkdirSync(join(out, '..'), { recursive: true });
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(values.json ? JSON.stringify(report, null, 2) : formatBenchTable(report));
-  if (!values.json) console.log(`results written to ${out}`);
+  // The same table beside the JSON, for reading in a repository browser.
+  const table = formatBenchTable(report);
+  writeFileSync(out.replace(/\.json$/, '') + '.md', `# fastattn bench\n\n\`\`\`text\n${table}\n\`\`\`\n`);
+  console.log(values.json ? JSON.stringify(report, null, 2) : table);
+  if (!values.json) console.log(`results written to ${out} (and .md)`);
   rt.destroy();
   return 0;
 }
