@@ -20,3 +20,11 @@ export function encodeDispatch(
   pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
   if (pass !== target) pass.end();
 }
+
+/** Record with `encode` into a fresh command encoder, submit it, and resolve when the GPU is done. */
+export async function submitAndWait(device: GPUDevice, encode: (encoder: GPUCommandEncoder) => void): Promise<void> {
+  const encoder = device.createCommandEncoder();
+  encode(encoder);
+  device.queue.submit([encoder.finish()]);
+  await device.queue.onSubmittedWorkDone();
+}

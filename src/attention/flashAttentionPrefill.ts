@@ -13,7 +13,7 @@ import type { WgslConsts, WgslTypes } from '../runtime/wgsl.js';
 import { checkMatrixTile, chooseMatrixTile, MATRIX_SUBGROUP_SIZE, type MatrixTileConfig } from '../tiling/matrixTile.js';
 import { checkTileConfig, chooseTileConfig, TILE_CANDIDATES, type TileConfig } from '../tiling/tileConfig.js';
 import { lookupTuned, shapeClassKey, type TunedEntry } from '../tuning/tuning.js';
-import { encodeDispatch, type EncodeTarget } from './encode.js';
+import { encodeDispatch, submitAndWait, type EncodeTarget } from './encode.js';
 import {
   normalizeKvLengths,
   normalizeProblem,
@@ -213,9 +213,6 @@ export class FlashAttentionPrefill {
 
   /** Encode, submit, and resolve when the GPU is done. */
   async run(buffers: AttentionBuffers, call: AttentionCallOptions = {}): Promise<void> {
-    const encoder = this.runtime.device.createCommandEncoder();
-    this.encode(encoder, buffers, call);
-    this.runtime.device.queue.submit([encoder.finish()]);
-    await this.runtime.device.queue.onSubmittedWorkDone();
+    await submitAndWait(this.runtime.device, (encoder) => this.encode(encoder, buffers, call));
   }
 }

@@ -11,7 +11,7 @@ import { PARAMS_BINDING, type CompiledKernel } from '../runtime/pipelineCache.js
 import { ParamsPool } from '../runtime/paramsPool.js';
 import { BufferUsage } from '../runtime/usage.js';
 import { isMasked } from '../tiling/mask.js';
-import { encodeDispatch, type EncodeTarget } from './encode.js';
+import { encodeDispatch, submitAndWait, type EncodeTarget } from './encode.js';
 import { normalizeKvLengths, normalizeProblem, resolveBuffer, type AttentionBuffers, type AttentionOptions, type AttentionProblem } from './problem.js';
 
 export const standardAttentionKernel = { name: 'standardAttention', code: standardWgsl };
@@ -183,10 +183,7 @@ export class StandardAttention {
   }
 
   async run(buffers: AttentionBuffers): Promise<void> {
-    const encoder = this.runtime.device.createCommandEncoder();
-    this.encode(encoder, buffers);
-    this.runtime.device.queue.submit([encoder.finish()]);
-    await this.runtime.device.queue.onSubmittedWorkDone();
+    await submitAndWait(this.runtime.device, (encoder) => this.encode(encoder, buffers));
   }
 
   /** Release the S×S intermediates. */

@@ -8,7 +8,7 @@
  */
 import decodeWgsl from '../../shaders/flashDecode.wgsl?raw';
 import { ScaleError, ShapeError, TileConfigError, UnsupportedError } from '../errors.js';
-import { encodeDispatch, type EncodeTarget } from '../attention/encode.js';
+import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/encode.js';
 
 function isPass(t: EncodeTarget): t is GPUComputePassEncoder {
   return typeof (t as GPUComputePassEncoder).dispatchWorkgroups === 'function';
@@ -385,10 +385,7 @@ export class FlashDecode {
 
   /** Encode, submit, and resolve when the GPU is done. */
   async run(buffers: DecodeBuffers, call: DecodeCallOptions = {}): Promise<void> {
-    const encoder = this.runtime.device.createCommandEncoder();
-    this.encode(encoder, buffers, call);
-    this.runtime.device.queue.submit([encoder.finish()]);
-    await this.runtime.device.queue.onSubmittedWorkDone();
+    await submitAndWait(this.runtime.device, (encoder) => this.encode(encoder, buffers, call));
   }
 
   /** Release the workspace, the parameter pool and the placeholder binding (pipelines stay cached). */

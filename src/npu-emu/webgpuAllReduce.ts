@@ -18,6 +18,7 @@
  * wrote, so on WebGPU the "overlap" is an encoding order; what it buys is
  * measured, not assumed (scripts/benchNpuOverlap.ts).
  */
+import { submitAndWait } from '../attention/encode.js';
 import allReduceWgsl from '../../shaders/npuAllReduce.wgsl?raw';
 import { FlashAttentionPrefill } from '../attention/flashAttentionPrefill.js';
 import { normalizeProblem } from '../attention/problem.js';
@@ -333,10 +334,7 @@ export class WebGpuTensorParallelLayer {
   }
 
   async run(mode: TensorParallelMode): Promise<void> {
-    const encoder = this.runtime.device.createCommandEncoder();
-    this.encode(encoder, mode);
-    this.runtime.device.queue.submit([encoder.finish()]);
-    await this.runtime.device.queue.onSubmittedWorkDone();
+    await submitAndWait(this.runtime.device, (encoder) => this.encode(encoder, mode));
   }
 
   /** Device `d`'s layer output `[S, hidden]` (a staging buffer is created and destroyed). */

@@ -24,7 +24,7 @@
  */
 import cubeVectorWgsl from '../../shaders/npuCubeVector.wgsl?raw';
 import { BufferError, TileConfigError } from '../errors.js';
-import { encodeDispatch, type EncodeTarget } from '../attention/encode.js';
+import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/encode.js';
 import { normalizeProblem, resolveBuffer, type AttentionBuffers, type AttentionOptions, type AttentionProblem } from '../attention/problem.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { PARAMS_BINDING, type CompiledKernel } from '../runtime/pipelineCache.js';
@@ -337,10 +337,7 @@ export class WebGpuCubeVectorPipeline {
 
   /** Encode, submit, and resolve when the GPU is done. */
   async run(buffers: AttentionBuffers): Promise<void> {
-    const encoder = this.runtime.device.createCommandEncoder();
-    this.encode(encoder, buffers);
-    this.runtime.device.queue.submit([encoder.finish()]);
-    await this.runtime.device.queue.onSubmittedWorkDone();
+    await submitAndWait(this.runtime.device, (encoder) => this.encode(encoder, buffers));
   }
 
   /** Zero the GPU counters (they accumulate over runs). */

@@ -17,7 +17,7 @@
  * allocates nothing.
  */
 import voltaWgsl from '../../shaders/voltaAttention.wgsl?raw';
-import { encodeDispatch, type EncodeTarget } from '../attention/encode.js';
+import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/encode.js';
 import {
   normalizeKvLengths,
   normalizeProblem,
@@ -215,9 +215,6 @@ export class VoltaAttention {
 
   /** Encode, submit, and resolve when the GPU is done. */
   async run(buffers: AttentionBuffers, call: AttentionCallOptions = {}): Promise<void> {
-    const encoder = this.runtime.device.createCommandEncoder();
-    this.encode(encoder, buffers, call);
-    this.runtime.device.queue.submit([encoder.finish()]);
-    await this.runtime.device.queue.onSubmittedWorkDone();
+    await submitAndWait(this.runtime.device, (encoder) => this.encode(encoder, buffers, call));
   }
 }
