@@ -19,6 +19,26 @@
 // partial blocks read their B-mask from the M-mask at offsets computed per block.
 // src/tiling/mask.ts is the specification of that arithmetic.
 //
+// Paged KV (PAGED = true): K and V come from the paged KV cache
+// (src/kvcache/pagedKvCache.ts) instead of contiguous tensors. Page-table entry =
+// (pool << 28) | page within the pool; a page is `[K: PAGE_HEADS][PAGE_TOKENS][D]
+// [V: PAGE_HEADS][PAGE_TOKENS][D]`; pool 0 is bound at `k`, pool 1 at `v` (so a
+// prefill reads caches of at most 2 pool buffers: the 8 storage bindings below
+// are the WebGPU default maxStorageBuffersPerShaderStage, and WGSL counts a
+// binding as used even inside a branch on a false const). Only kAt/vAt differ;
+// with PAGED = false they are today's contiguous reads.
+//
+// f16 range check (CHECK_F16 = true): every staged value that is not finite or
+// whose magnitude exceeds 65504 (after the scale·log2 e for Q) sets a bit in
+// `status` with atomicOr (one compare per staged vec4; the atomic only on that
+// rare path). On for every pipeline that rounds staged values to f16, and on the
+// f32 tier when asked (`checkF16Range`); off, it compiles out.
+//   binding 6  pageTable: array<u32>                 (read; a placeholder when not PAGED)
+//   binding 7  status:    array<atomic<u32>>          (read_write, owned by the operator;
+//              word 0: bit 0 (1) = q, bit 1 (2) = k, bit 2 (4) = v; the host reads and clears it)
+// Other prefill kernels (the subgroup-matrix tier) use the same `status` binding
+// number, name, type and bits; the host binds every binding a kernel declares by name.
+//
 // The constants and type aliases are defaults; src/runtime/wgsl.ts specializes
 // them per pipeline. Tiers: Store4 is the element type in storage (vec4<f32> or,
 // with shader-f16, vec4<f16>), Tile4 the type staged in workgroup memory (f16
@@ -36,6 +56,14 @@ const THREADS_PER_ROW: u32 = 16u;
 const CHUNK: u32 = 8u;
 const KV_STAGES: u32 = 2u;
 const MASK_BLOCK: u32 = 32u;
+// K/V through the page table (see above).
+const PAGED: bool = false;
+const PAGE_TOKENS: u32 = 256u;
+const PAGE_HEADS: u32 = 1u;
+// Page-table entries per sequence.
+const PAGE_TABLE_STRIDE: u32 = 1u;
+// Flag staged values outside the f16 range in `status`.
+const CHECK_F16: bool = false;
 
 const ROW_GROUPS: u32 = BLOCK_Q / ROWS_PER_THREAD;
 const THREADS: u32 = ROW_GROUPS * THREADS_PER_ROW;
@@ -56,6 +84,15 @@ const V_LOADS: u32 = (V_SLICE + THREADS - 1u) / THREADS;
 // Finite stand-in for −∞: exp2(x − m) stays well defined for fully masked rows.
 const NEG_BIG: f32 = -1.0e30;
 const MASKED_BELOW: f32 = -1.0e29;
+// One page in Store4 units, and where its V half starts.
+const PAGE_V_OFFSET: u32 = PAGE_HEADS * PAGE_TOKENS * D4;
+const PAGE_SIZE4: u32 = 2u * PAGE_V_OFFSET;
+// Bits of 65504.0 (the largest f16) as f32: |x| > F16_MAX ⇔ (bits & 0x7fffffff) > F16_MAX_BITS,
+// an integer compare that also catches ±inf and NaN whatever the compiler assumes about them.
+const F16_MAX_BITS: u32 = 0x477fe000u;
+const STATUS_Q: u32 = 1u;
+const STATUS_K: u32 = 2u;
+const STATUS_V: u32 = 4u;
 
 //#include prefillParams
 //#include tilingMask
@@ -66,6 +103,8 @@ const MASKED_BELOW: f32 = -1.0e29;
 @group(0) @binding(3) var<storage, read> v: array<Store4>;
 @group(0) @binding(4) var<storage, read_write> o: array<Store4>;
 @group(0) @binding(5) var<storage, read> mMask: array<u32>;
+@group(0) @binding(6) var<storage, read> pageTable: array<u32>;
+@group(0) @binding(7) var<storage, read_write> status: array<atomic<u32>>;
 
 var<workgroup> qSlices: array<Tile4, KV_STAGES * Q_SLICE>;
 var<workgroup> kSlices: array<Tile4, KV_STAGES * K_SLICE>;
@@ -75,12 +114,46 @@ var<workgroup> rowScratch: array<f32, BLOCK_Q * THREADS_PER_ROW>;
 
 struct Block {
   qBase: u32,   // vec4 index of (b, hq, 0, 0) in q
+  // Contiguous: vec4 index of (b, hkv, 0, 0) in k and in v. Paged: kBase is the
+  // sequence's first page-table entry, vBase the KV head's offset inside a page.
   kBase: u32,
   vBase: u32,
   qStart: u32,
   rows: u32,
   kStart: u32,
   kvLen: u32,
+}
+
+// kBase and vBase of a Block for sequence b, KV head hkv.
+fn kvBases(b: u32, hkv: u32) -> vec2u {
+  if (PAGED) { return vec2u(b * PAGE_TABLE_STRIDE, hkv * PAGE_TOKENS * D4); }
+  return vec2u(b * params.kBatch + hkv * params.kHead, b * params.vBatch + hkv * params.vHead);
+}
+
+// vec4 c of key `key` in the paged cache: pool 0 is bound at k, pool 1 at v.
+fn pagedAt(blk: Block, key: u32, isV: bool, c: u32) -> Store4 {
+  let entry = pageTable[blk.kBase + key / PAGE_TOKENS];
+  var at = (entry & 0x0fffffffu) * PAGE_SIZE4 + blk.vBase + (key % PAGE_TOKENS) * D4 + c;
+  if (isV) { at += PAGE_V_OFFSET; }
+  if ((entry >> 28u) == 0u) { return k[at]; }
+  return v[at];
+}
+
+fn kAt(blk: Block, key: u32, c: u32) -> Store4 {
+  if (PAGED) { return pagedAt(blk, key, false, c); }
+  return k[blk.kBase + key * params.kSeq + c];
+}
+
+fn vAt(blk: Block, key: u32, c: u32) -> Store4 {
+  if (PAGED) { return pagedAt(blk, key, true, c); }
+  return v[blk.vBase + key * params.vSeq + c];
+}
+
+// Flag a staged vec4 (Q already scaled) in `status` if rounding it to f16 would overflow.
+fn flagF16(x: vec4f, bit: u32) {
+  if (CHECK_F16) {
+    if (any((bitcast<vec4u>(x) & vec4u(0x7fffffffu)) > vec4u(F16_MAX_BITS))) { atomicOr(&status[0], bit); }
+  }
 }
 
 // The i-th vec4 this invocation stages for Q·Kᵀ slice `s` (head dims [4·CHUNK4·s, …)):
@@ -91,12 +164,16 @@ fn loadQK(blk: Block, tid: u32, i: u32, s: u32) -> Tile4 {
   if (e < BLOCK_Q * CHUNK4) {
     let r = e / CHUNK4;
     if (r >= blk.rows) { return Tile4(0.0); }
-    return Tile4(vec4f(q[blk.qBase + (blk.qStart + r) * params.qSeq + c4 + e % CHUNK4]) * params.scaleLog2);
+    let x = vec4f(q[blk.qBase + (blk.qStart + r) * params.qSeq + c4 + e % CHUNK4]) * params.scaleLog2;
+    flagF16(x, STATUS_Q);
+    return Tile4(x);
   }
   let f = e - BLOCK_Q * CHUNK4;
   let key = blk.kStart + f / CHUNK4;
   if (f >= BLOCK_KV * CHUNK4 || key >= blk.kvLen) { return Tile4(0.0); }
-  return Tile4(k[blk.kBase + key * params.kSeq + c4 + f % CHUNK4]);
+  let x = kAt(blk, key, c4 + f % CHUNK4);
+  flagF16(vec4f(x), STATUS_K);
+  return Tile4(x);
 }
 
 fn storeQK(x: Tile4, tid: u32, i: u32, stage: u32) {
@@ -115,7 +192,9 @@ fn loadV(blk: Block, tid: u32, i: u32, s: u32) -> Tile4 {
   let e = tid + i * THREADS;
   let key = blk.kStart + s * CHUNK + e / D4;
   if (e >= V_SLICE || key >= blk.kvLen) { return Tile4(0.0); }
-  return Tile4(v[blk.vBase + key * params.vSeq + e % D4]);
+  let x = vAt(blk, key, e % D4);
+  flagF16(vec4f(x), STATUS_V);
+  return Tile4(x);
 }
 
 fn storeV(x: Tile4, tid: u32, i: u32, stage: u32) {
@@ -135,11 +214,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   let offset = i32(kvLen) - i32(seqQ);
   let rowGroup = tid / THREADS_PER_ROW;
   let lane = tid % THREADS_PER_ROW;
-  var blk = Block(
-    b * params.qBatch + hq * params.qHead,
-    b * params.kBatch + hkv * params.kHead,
-    b * params.vBatch + hkv * params.vHead,
-    qStart, rows, 0u, kvLen);
+  let kv = kvBases(b, hkv);
+  var blk = Block(b * params.qBatch + hq * params.qHead, kv.x, kv.y, qStart, rows, 0u, kvLen);
 
   // Key blocks outside [firstBlock, endBlock) are empty for every row of this block.
   let range = keyBlockRange(qStart, rows, kvLen, offset);

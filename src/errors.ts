@@ -11,7 +11,8 @@ export type FastAttentionErrorCode =
   | 'scale'
   | 'tile-config'
   | 'device-lost'
-  | 'no-adapter';
+  | 'no-adapter'
+  | 'numeric-overflow';
 
 export class FastAttentionError extends Error {
   // Literal names: minifiers rename classes, and `name` is part of what users see.
@@ -83,5 +84,28 @@ export class NoAdapterError extends FastAttentionError {
   override name = 'NoAdapterError';
   constructor(message: string) {
     super('no-adapter', 'adapter', message, 'an environment with WebGPU (a browser with navigator.gpu, or Node with the `webgpu` package)');
+  }
+}
+
+/** A tensor whose values do not survive rounding to f16 (checked on the GPU; see `checkF16Range`). */
+export type OverflowTensor = 'q' | 'k' | 'v';
+
+/**
+ * Inputs of a finished call held values outside the f16 range where the kernel
+ * rounds to f16 (Q after scale·log2 e): its result contains ±inf or NaN.
+ * `field` is the first such tensor, `tensors` all of them.
+ */
+export class NumericOverflowError extends FastAttentionError {
+  override name = 'NumericOverflowError';
+  readonly tensors: readonly OverflowTensor[];
+  constructor(tensors: readonly OverflowTensor[]) {
+    const what = tensors.map((t) => (t === 'q' ? 'q · scale · log2 e' : t)).join(', ');
+    super(
+      'numeric-overflow',
+      tensors[0],
+      `${what} held values that are not finite or exceed 65504 in magnitude, so rounding to f16 overflowed and the output is not valid`,
+      tensors[0] === 'q' ? 'finite |q · scale · log2 e| ≤ 65504 (f16): rescale q or lower the scale, or use the f32 tier' : `finite |${tensors[0]}| ≤ 65504 (f16), or the f32 tier`,
+    );
+    this.tensors = tensors;
   }
 }

@@ -1,11 +1,15 @@
 /**
  * The FastAttention operator: the fused, two-level tiled kernel with the
  * tiling-mask. Creating it validates everything and compiles (or reuses) the
- * pipeline; encoding it allocates nothing.
+ * pipeline; encoding it allocates nothing. K/V come from contiguous tensors or
+ * from a paged KV cache (vector tiers), and tiers that round to f16 report
+ * inputs that overflow it.
  */
 import prefillWgsl from '../../shaders/flashAttentionPrefill.wgsl?raw';
 import prefillMatrixWgsl from '../../shaders/flashAttentionPrefillSubgroupMatrix.wgsl?raw';
-import { TileConfigError } from '../errors.js';
+import { BufferError, NumericOverflowError, ShapeError, TileConfigError, UnsupportedError, type OverflowTensor } from '../errors.js';
+import { NO_PAGE, type PagedKvCache } from '../kvcache/pagedKvCache.js';
+import { BufferUsage, MapMode } from '../runtime/usage.js';
 import { ParamsPool } from '../runtime/paramsPool.js';
 import { PARAMS_BINDING, type CompiledKernel, type KernelSource } from '../runtime/pipelineCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
@@ -19,6 +23,7 @@ import {
   normalizeProblem,
   resolveBuffer,
   type AttentionBuffers,
+  type ResolvedBinding,
   type AttentionCallOptions,
   type AttentionOptions,
   type AttentionProblem,
@@ -30,6 +35,52 @@ export const IMPLEMENTED_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['
 
 export const flashAttentionPrefillKernel = { name: 'flashAttentionPrefill', code: prefillWgsl };
 export const flashAttentionPrefillMatrixKernel = { name: 'flashAttentionPrefillSubgroupMatrix', code: prefillMatrixWgsl };
+
+/**
+ * Most pool buffers of a paged cache the prefill reads: pools 0 and 1 are bound
+ * where contiguous K and V are, which keeps every prefill pipeline within the
+ * WebGPU default of 8 storage buffers per stage (WGSL counts a binding as used
+ * even in a branch on a false const).
+ */
+export const MAX_PREFILL_POOL_BUFFERS = 2;
+
+/** Bits of the kernels' `status` word (binding 7): which tensor held a value outside the f16 range. */
+export const STATUS_BITS: Readonly<Record<OverflowTensor, number>> = { q: 1, k: 2, v: 4 };
+
+/** What `readStatus()` reports. */
+export interface PrefillStatus {
+  /** Tensors that held values which overflow f16 where the kernel rounds to it, since the last read. */
+  overflow: OverflowTensor[];
+}
+
+/** The part of a {@link PagedKvCache} the host-side page checks read (tests pass their own). */
+export type PagedKvView = Pick<PagedKvCache, 'geometry' | 'pools' | 'lengths' | 'capacityTokens' | 'pagesOf'>;
+
+/**
+ * Check, before any dispatch, that every key below `kvLen[b]` of every sequence
+ * has a page the kernel can read: a length within capacity, no {@link NO_PAGE}
+ * entry, and a page that lies inside an existing pool buffer.
+ */
+export function checkPagedKeys(cache: PagedKvView, kvLen: ArrayLike<number>): void {
+  const g = cache.geometry;
+  for (let b = 0; b < kvLen.length; b++) {
+    const len = cache.lengths[b];
+    if (len > cache.capacityTokens)
+      throw new ShapeError(`cache.lengths[${b}]`, `sequence ${b} holds ${len} tokens, beyond the cache's capacity of ${cache.capacityTokens}`, `at most ${cache.capacityTokens}`);
+    const pages = cache.pagesOf(b);
+    const need = Math.ceil(kvLen[b] / g.pageTokens);
+    for (let i = 0; i < need; i++) {
+      const page = i < pages.length ? pages[i] : NO_PAGE;
+      const keys = () => `keys [${i * g.pageTokens}, ${Math.min((i + 1) * g.pageTokens, kvLen[b])})`;
+      if (page === NO_PAGE)
+        throw new BufferError(`cache.pageTable[${b}][${i}]`, `sequence ${b} has no page for ${keys()}, below its length ${kvLen[b]}`, 'a page for every position below the sequence length');
+      const pool = Math.floor(page / g.pagesPerBuffer);
+      const inPool = Number.isInteger(page) && page >= 0 && pool < cache.pools.length ? cache.pools[pool].size / g.pageBytes : 0;
+      if (page % g.pagesPerBuffer >= inPool || inPool === 0)
+        throw new BufferError(`cache.pageTable[${b}][${i}]`, `page ${page} of ${keys()} of sequence ${b} lies outside the pool buffers`, `pages in [0, ${g.totalPages - 1}] inside the cache's ${cache.pools.length} pool buffers`);
+    }
+  }
+}
 
 /** Everything that differs between the vector tiers and the matrix tier. */
 interface KernelPlan {
@@ -45,6 +96,8 @@ interface KernelPlan {
 function usableTuned(runtime: FastAttentionRuntime, problem: AttentionProblem): TunedEntry | undefined {
   const entry = lookupTuned(runtime.tuning, problem);
   if (!entry) return undefined;
+  // The subgroup-matrix kernel does not read pages: a paged problem keeps the untuned vector-tier choice.
+  if (problem.paged && entry.tier === 'subgroup-matrix') return undefined;
   try {
     chooseTier(runtime.capabilities, IMPLEMENTED_TIERS, problem.dtype, problem.headDim, entry.tier);
     if ('subgroups' in entry.tile) checkMatrixTile(entry.tile, problem.headDim, runtime.tileLimits);
@@ -55,7 +108,14 @@ function usableTuned(runtime: FastAttentionRuntime, problem: AttentionProblem): 
   }
 }
 
-function planVectorKernel(runtime: FastAttentionRuntime, problem: AttentionProblem, tier: KernelTier, requested: AttentionOptions['tile']): KernelPlan {
+function planVectorKernel(
+  runtime: FastAttentionRuntime,
+  problem: AttentionProblem,
+  tier: KernelTier,
+  requested: AttentionOptions['tile'],
+  cache: PagedKvCache | undefined,
+  checkF16: boolean,
+): KernelPlan {
   const sliceBytes = tier === 'f32' ? 4 : 2;
   const limits = runtime.tileLimits;
   if (requested && 'subgroups' in requested) throw new TileConfigError('tile', 'a matrix tile was given to a vector tier', 'a TileConfig');
@@ -72,6 +132,10 @@ function planVectorKernel(runtime: FastAttentionRuntime, problem: AttentionProbl
       CHUNK: tile.chunk,
       KV_STAGES: tile.kvStages,
       MASK_BLOCK: geometry.maskBlock,
+      PAGED: cache !== undefined,
+      // Page geometry only specializes paged pipelines; contiguous ones keep the defaults.
+      ...(cache && { PAGE_TOKENS: cache.geometry.pageTokens, PAGE_HEADS: cache.geometry.headsKV, PAGE_TABLE_STRIDE: cache.geometry.maxPagesPerSequence }),
+      CHECK_F16: checkF16,
     },
     types: {
       aliases: { Store4: problem.dtype === 'f16' ? 'vec4<f16>' : 'vec4<f32>', Tile4: sliceBytes === 2 ? 'vec4<f16>' : 'vec4<f32>' },
@@ -104,6 +168,13 @@ export class FlashAttentionPrefill {
   readonly maskBytes: number;
   private readonly kvScratch: Uint32Array;
   private readonly workgroups: [number, number, number];
+  /** Whether this pipeline flags values outside the f16 range (then `run()` reads the flags back). */
+  readonly checksF16Range: boolean;
+  /** The operator's flag word (binding `status`) and the buffer it is read back through. */
+  private readonly status: GPUBuffer;
+  private readonly statusReadback: GPUBuffer | undefined;
+  /** Serialises readbacks: the staging buffer cannot be copied into while mapped. */
+  private statusLock: Promise<unknown> = Promise.resolve();
 
   /** The tile configuration in use: two-level vector tiles, or matrix tiles on the subgroup-matrix tier. */
   readonly tile: TileConfig | MatrixTileConfig;
@@ -118,8 +189,18 @@ export class FlashAttentionPrefill {
     maskBytes: number,
     /** The kernel tier in use and why it was chosen. */
     readonly tier: TierChoice,
+    /** The paged KV cache K and V come from, if any. */
+    readonly cache: PagedKvCache | undefined,
+    checksF16Range: boolean,
   ) {
     this.maskBytes = maskBytes;
+    // The binding is declared by the vector kernel whether or not it checks, so the buffer always exists (16 bytes).
+    this.status = runtime.ledger.create('flashAttentionPrefill', { label: 'flashAttentionPrefill.status', size: 16, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
+    // A kernel without a `status` binding (the subgroup-matrix one, until it gets it) reports nothing.
+    this.checksF16Range = checksF16Range && kernel.bindings.some((b) => b.name === 'status');
+    this.statusReadback = this.checksF16Range
+      ? runtime.ledger.create('flashAttentionPrefill', { label: 'flashAttentionPrefill.statusReadback', size: 16, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST })
+      : undefined;
     this.kvScratch = new Uint32Array(problem.batch);
     this.workgroups = plan.workgroups;
     this.tile = plan.tile;
@@ -131,14 +212,27 @@ export class FlashAttentionPrefill {
    */
   static async create(runtime: FastAttentionRuntime, options: AttentionOptions): Promise<FlashAttentionPrefill> {
     runtime.assertAlive();
-    const problem = normalizeProblem(options);
+    const problem = normalizeProblem(options, true);
+    const cache = options.cache;
+    if (cache) {
+      if (options.tier === 'subgroup-matrix') throw new UnsupportedError('tier', 'the subgroup-matrix tier does not read a paged KV cache', 'f16 or f32');
+      if (cache.pools.length > MAX_PREFILL_POOL_BUFFERS)
+        throw new UnsupportedError(
+          'cache',
+          `the cache has ${cache.pools.length} pool buffers; prefill binds at most ${MAX_PREFILL_POOL_BUFFERS}`,
+          `caches of at most ${MAX_PREFILL_POOL_BUFFERS} pool buffers (${MAX_PREFILL_POOL_BUFFERS} × maxBufferBytes)`,
+        );
+    }
     // Without an explicit tier or tile, take this adapter's tuned winner for the shape class when it applies here.
     const tuned = options.tier === undefined && options.tile === undefined ? usableTuned(runtime, problem) : undefined;
     const choice = tuned
       ? { tier: tuned.tier, reason: `tuned for ${shapeClassKey(tuned.shapeClass)} on ${runtime.tuning!.adapter} (${tuned.medianMs.toFixed(3)} ms)` }
       : chooseTier(runtime.capabilities, IMPLEMENTED_TIERS, problem.dtype, problem.headDim, options.tier);
     const tile = tuned ? tuned.tile : options.tile;
-    const plan = choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, tile) : planVectorKernel(runtime, problem, choice.tier, tile);
+    // Tiers that keep f16 slices round every staged value to f16; the f32 tier checks only when asked.
+    const checkF16 = choice.tier !== 'f32' || options.checkF16Range === true;
+    const plan =
+      choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, tile) : planVectorKernel(runtime, problem, choice.tier, tile, cache, checkF16);
     const maxGroups = runtime.capabilities.limits.maxComputeWorkgroupsPerDimension;
     const names = ['query blocks (q.shape[2] / blockQ)', 'q.shape[1]', 'q.shape[0]'];
     plan.workgroups.forEach((g, i) => {
@@ -155,7 +249,7 @@ export class FlashAttentionPrefill {
       runtime.capabilities.limits.minStorageBufferOffsetAlignment,
     );
     const mask = runtime.mMask(plan.maskBlock);
-    return new FlashAttentionPrefill(runtime, problem, plan, kernel, params, mask.buffer, mask.bytes, choice);
+    return new FlashAttentionPrefill(runtime, problem, plan, kernel, params, mask.buffer, mask.bytes, choice, cache, checkF16);
   }
 
   /**
@@ -174,10 +268,29 @@ export class FlashAttentionPrefill {
     const p = this.problem;
     const limits = this.runtime.capabilities.limits;
     const q = resolveBuffer('buffers.q', buffers.q, p.elements.q, p.bytesPerElement, limits);
-    const k = resolveBuffer('buffers.k', buffers.k, p.elements.k, p.bytesPerElement, limits);
-    const v = resolveBuffer('buffers.v', buffers.v, p.elements.v, p.bytesPerElement, limits);
     const o = resolveBuffer('buffers.o', buffers.o, p.elements.o, p.bytesPerElement, limits);
-    const kvLen = normalizeKvLengths(p, call.kvLengths, this.kvScratch);
+    let k: ResolvedBinding;
+    let v: ResolvedBinding;
+    let pageTable: ResolvedBinding;
+    let kvLen: Uint32Array;
+    if (this.cache) {
+      const cache = this.cache;
+      if (buffers.k !== undefined || buffers.v !== undefined)
+        throw new ShapeError(buffers.k !== undefined ? 'buffers.k' : 'buffers.v', 'contiguous K/V given to an operator that reads a paged cache', 'no k/v (the cache supplies them)');
+      kvLen = this.pagedKvLengths(cache, call.kvLengths);
+      checkPagedKeys(cache, kvLen);
+      const pool = (b: GPUBuffer): ResolvedBinding => ({ buffer: b, offset: 0, size: b.size });
+      k = pool(cache.pools[0]);
+      // A one-buffer cache: pool 1 is never addressed, any read-only binding fills the slot.
+      v = pool(cache.pools[1] ?? cache.pools[0]);
+      pageTable = pool(cache.pageTable);
+    } else {
+      k = resolveBuffer('buffers.k', buffers.k, p.elements.k, p.bytesPerElement, limits);
+      v = resolveBuffer('buffers.v', buffers.v, p.elements.v, p.bytesPerElement, limits);
+      kvLen = normalizeKvLengths(p, call.kvLengths, this.kvScratch);
+      // Contiguous pipelines never read the page table; the (read-only) M-mask fills its slot.
+      pageTable = { buffer: this.mMask, offset: 0, size: this.maskBytes };
+    }
     // Kernels index Q/K/V/O as vec4: every stride is a multiple of the head dim, hence of 4.
     const u = 4;
     const s = p.strides;
@@ -195,24 +308,99 @@ export class FlashAttentionPrefill {
       oBatch: s.o.batch / u, oHead: s.o.head / u, oSeq: s.o.seq / u,
       kvLen,
     });
-    const group = this.runtime.bindGroups.get(this.kernel.bindGroupLayout, this.kernel.key, [
-      { binding: 0, buffer: this.params.buffer, offset: 0, size: this.params.bindingBytes },
-      { binding: 1, ...q },
-      { binding: 2, ...k },
-      { binding: 3, ...v },
-      { binding: 4, ...o },
-      { binding: 5, buffer: this.mMask, offset: 0, size: this.maskBytes },
-    ]);
+    const resources: Record<string, ResolvedBinding> = {
+      params: { buffer: this.params.buffer, offset: 0, size: this.params.bindingBytes },
+      q,
+      k,
+      v,
+      o,
+      mMask: { buffer: this.mMask, offset: 0, size: this.maskBytes },
+      pageTable,
+      status: { buffer: this.status, offset: 0, size: this.status.size },
+    };
+    // Bound by name from the kernel's reflected bindings: kernels may declare a subset (the matrix tier has no page table).
+    const entries = this.kernel.bindings.map((b) => {
+      const r = resources[b.name];
+      if (!r) throw new Error(`flashAttentionPrefill: kernel binding ${b.name} (${b.binding}) has no resource`);
+      return { binding: b.binding, ...r };
+    });
+    const group = this.runtime.bindGroups.get(this.kernel.bindGroupLayout, this.kernel.key, entries);
     encodeDispatch(target, this.kernel.pipeline, group, [offset], this.workgroups, 'flashAttentionPrefill');
   }
 
-  /** Release the operator's parameter pool (pipelines and M-masks stay cached in the runtime). */
+  /** Release the operator's parameter pool and status buffers (pipelines and M-masks stay cached in the runtime). */
   destroy(): void {
     this.runtime.ledger.destroy(this.params.buffer);
+    this.runtime.ledger.destroy(this.status);
+    if (this.statusReadback) this.runtime.ledger.destroy(this.statusReadback);
   }
 
-  /** Encode, submit, and resolve when the GPU is done. */
+  /**
+   * Encode, submit, and resolve when the GPU is done. Where the pipeline checks
+   * the f16 range, the flags raised since the last read are read back (and
+   * cleared) with the call, and any flag rejects with {@link NumericOverflowError}.
+   */
   async run(buffers: AttentionBuffers, call: AttentionCallOptions = {}): Promise<void> {
-    await submitAndWait(this.runtime.device, (encoder) => this.encode(encoder, buffers, call));
+    if (!this.statusReadback) {
+      await submitAndWait(this.runtime.device, (encoder) => this.encode(encoder, buffers, call));
+      return;
+    }
+    const overflow = await this.withStatus((encoder) => this.encode(encoder, buffers, call));
+    if (overflow.length > 0) throw new NumericOverflowError(overflow);
+  }
+
+  /**
+   * The tensors flagged since the last read (by `run()` or this), and clear the
+   * flags. Empty when the pipeline does not check (the f32 tier without
+   * `checkF16Range`). Waits for work already submitted.
+   *
+   * @example
+   * ```ts
+   * op.encode(encoder, { q, k, v, o });
+   * device.queue.submit([encoder.finish()]);
+   * const { overflow } = await op.readStatus(); // e.g. ['q']
+   * ```
+   */
+  async readStatus(): Promise<PrefillStatus> {
+    this.runtime.assertAlive();
+    if (!this.statusReadback) return { overflow: [] };
+    return { overflow: await this.withStatus(() => {}) };
+  }
+
+  /** Record `before`, then copy the flags out and clear them, submit, and decode the flags. */
+  private withStatus(before: (encoder: GPUCommandEncoder) => void): Promise<OverflowTensor[]> {
+    const staging = this.statusReadback!;
+    const next = this.statusLock.then(async () => {
+      await submitAndWait(this.runtime.device, (encoder) => {
+        before(encoder);
+        encoder.copyBufferToBuffer(this.status, 0, staging, 0, 4);
+        encoder.clearBuffer(this.status);
+      });
+      await staging.mapAsync(MapMode.READ, 0, 4);
+      const bits = new Uint32Array(staging.getMappedRange(0, 4))[0];
+      staging.unmap();
+      return (Object.keys(STATUS_BITS) as OverflowTensor[]).filter((t) => (bits & STATUS_BITS[t]) !== 0);
+    });
+    // A failed call must not block the next one.
+    this.statusLock = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Key lengths of a paged call: the cache's by default, and never beyond them. */
+  private pagedKvLengths(cache: PagedKvCache, given: ArrayLike<number> | undefined): Uint32Array {
+    const out = this.kvScratch;
+    if (given === undefined) {
+      out.set(cache.lengths);
+      return out;
+    }
+    if (given.length !== this.problem.batch) throw new ShapeError('kvLengths', `has ${given.length} entries`, `exactly one per sequence (${this.problem.batch})`);
+    for (let i = 0; i < given.length; i++) {
+      const n = given[i];
+      const max = cache.lengths[i];
+      if (!Number.isInteger(n) || n < 0 || n > max)
+        throw new ShapeError(`kvLengths[${i}]`, Number.isInteger(n) && n > max ? `${n} keys but the cache holds ${max} for sequence ${i}` : `got ${n}`, `integers in [0, ${max}]`);
+      out[i] = n;
+    }
+    return out;
   }
 }

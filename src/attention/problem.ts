@@ -9,6 +9,7 @@ import type { TileConfig } from '../tiling/tileConfig.js';
 import type { MatrixTileConfig } from '../tiling/matrixTile.js';
 import type { KernelTier } from './tiers.js';
 import { BufferUsage } from '../runtime/usage.js';
+import type { PagedKvCache } from '../kvcache/pagedKvCache.js';
 
 /** Head dimensions the kernels are built and tested for. */
 export const SUPPORTED_HEAD_DIMS = [32, 64, 80, 96, 128, 256] as const;
@@ -21,10 +22,18 @@ export const SUPPORTED_DTYPES: readonly AttentionDType[] = ['f32', 'f16'];
 export interface AttentionOptions {
   /** Queries: `[B, H_q, S_q, D]`. */
   q: TensorDesc;
-  /** Keys: `[B, H_kv, S_k, D]`; H_q must be a multiple of H_kv (grouped-query attention). */
-  k: TensorDesc;
+  /** Keys: `[B, H_kv, S_k, D]`; H_q must be a multiple of H_kv (grouped-query attention). Give `k` and `v`, or `cache`. */
+  k?: TensorDesc;
   /** Values: same shape as `k`. */
-  v: TensorDesc;
+  v?: TensorDesc;
+  /**
+   * A paged KV cache that supplies K and V (the fused prefill only; f16 or f32
+   * vector tiers). Sequence b of the batch is cache sequence b; H_kv and D come
+   * from the cache, S_k is its capacity, and key lengths default to the cache's
+   * per-sequence lengths. `dtype` must be the cache's. Chunked prefill: append
+   * the new tokens' K/V to the cache, then attend S_q new queries to all of it.
+   */
+  cache?: PagedKvCache;
   /** Output: same shape as `q` (its layout may differ); default `{ shape: q.shape, layout: q.layout }`. */
   o?: TensorDesc;
   /** Causal mask aligned to the end of the keys: query i sees keys ≤ i + (S_k − S_q). */
@@ -39,6 +48,14 @@ export interface AttentionOptions {
   tier?: KernelTier;
   /** Tile configuration of the fused kernel (a `MatrixTileConfig` on the subgroup-matrix tier); default: the best that fits the device. */
   tile?: TileConfig | MatrixTileConfig;
+  /**
+   * Report values that would overflow f16: staged inputs that are not finite or
+   * exceed 65504 in magnitude (Q after scale·log2 e) set a flag that `run()`
+   * turns into a {@link NumericOverflowError} and `readStatus()` returns. Always
+   * on for tiers that round to f16 (f16, subgroup-matrix); on the f32 tier it is
+   * off by default, and turning it on shows whether a workload could move to f16.
+   */
+  checkF16Range?: boolean;
 }
 
 /** A buffer argument: the buffer itself, or a buffer and a byte offset into it. */
@@ -47,18 +64,22 @@ export type BufferArg = GPUBuffer | { buffer: GPUBuffer; offset?: number };
 /** Buffers of one call. */
 export interface AttentionBuffers {
   q: BufferArg;
-  k: BufferArg;
-  v: BufferArg;
+  /** Contiguous K (omit when the operator reads a paged cache). */
+  k?: BufferArg;
+  /** Contiguous V (omit when the operator reads a paged cache). */
+  v?: BufferArg;
   o: BufferArg;
 }
 
 /** Per-call arguments besides the buffers. */
 export interface AttentionCallOptions {
-  /** Valid keys of each sequence (variable-length batches / padding): B integers in [0, S_k]; default S_k for all. */
+  /** Valid keys of each sequence (variable-length batches / padding): B integers in [0, S_k]; default S_k for all (a paged cache: its lengths, and at most those). */
   kvLengths?: ArrayLike<number>;
 }
 
 export interface AttentionProblem {
+  /** K and V come from a paged KV cache (S_k is then its capacity per sequence). */
+  paged: boolean;
   batch: number;
   headsQ: number;
   headsKV: number;
@@ -88,18 +109,41 @@ export function checkTensorDesc(name: string, desc: TensorDesc | undefined): voi
     throw new UnsupportedError(`${name}.layout`, `unknown layout ${JSON.stringify(desc.layout)}`, TENSOR_LAYOUTS.join(', '));
 }
 
-/** Validate options into a normalized problem, or throw a typed error naming the field. */
-export function normalizeProblem(options: AttentionOptions): AttentionProblem {
-  const { q, k, v } = options;
+/**
+ * Validate options into a normalized problem, or throw a typed error naming the
+ * field. Only operators that read a paged cache pass `allowCache`; the others
+ * reject `cache` instead of ignoring it.
+ */
+export function normalizeProblem(options: AttentionOptions, allowCache = false): AttentionProblem {
+  const { q, cache } = options;
   checkTensorDesc('q', q);
-  checkTensorDesc('k', k);
-  checkTensorDesc('v', v);
   const o = options.o ?? { shape: q.shape, layout: q.layout };
   checkTensorDesc('o', o);
   const [B, Hq, Sq, D] = q.shape;
-  const [Bk, Hkv, Sk, Dk] = k.shape;
   if (!(SUPPORTED_HEAD_DIMS as readonly number[]).includes(D))
     throw new UnsupportedError('q.shape[3]', `head dimension ${D} is not supported`, SUPPORTED_HEAD_DIMS.join(', '));
+  const dtype = options.dtype ?? 'f32';
+  if (!SUPPORTED_DTYPES.includes(dtype)) throw new UnsupportedError('dtype', `${JSON.stringify(dtype)} is not a storage type`, SUPPORTED_DTYPES.join(', '));
+  if (cache !== undefined && !allowCache)
+    throw new UnsupportedError('cache', 'this operator reads contiguous K/V only', 'k and v tensors (the fused prefill and the decode operator read a paged cache)');
+  const hasKv = options.k !== undefined || options.v !== undefined;
+  if (hasKv === (cache !== undefined))
+    throw new ShapeError(hasKv ? 'cache' : 'k', hasKv ? 'both contiguous k/v and a paged cache were given' : 'neither k/v nor a cache was given', 'either k and v, or cache');
+  let k: TensorDesc;
+  let v: TensorDesc;
+  if (cache) {
+    const g = cache.geometry;
+    if (g.sequences !== B) throw new ShapeError('cache.sequences', `${g.sequences} cache sequences for a batch of ${B}`, `${B} (sequence b of the batch is cache sequence b)`);
+    if (g.headDim !== D) throw new ShapeError('cache.headDim', `${g.headDim} differs from q's ${D}`, `${D}`);
+    if (g.dtype !== dtype) throw new UnsupportedError('dtype', `${dtype} differs from the cache's ${g.dtype}`, g.dtype);
+    k = v = { shape: [B, g.headsKV, g.maxPagesPerSequence * g.pageTokens, D] };
+  } else {
+    checkTensorDesc('k', options.k);
+    checkTensorDesc('v', options.v);
+    k = options.k!;
+    v = options.v!;
+  }
+  const [Bk, Hkv, Sk, Dk] = k.shape;
   if (Bk !== B) throw new ShapeError('k.shape[0]', `batch ${Bk} differs from q's ${B}`, `${B}`);
   if (Dk !== D) throw new ShapeError('k.shape[3]', `head dimension ${Dk} differs from q's ${D}`, `${D}`);
   k.shape.forEach((x, i) => {
@@ -108,9 +152,10 @@ export function normalizeProblem(options: AttentionOptions): AttentionProblem {
   q.shape.forEach((x, i) => {
     if (o.shape[i] !== x) throw new ShapeError(`o.shape[${i}]`, `${o.shape[i]} differs from q.shape[${i}] = ${x}`, `${x} (o must have q's shape)`);
   });
-  if (Hq % Hkv !== 0) throw new ShapeError('q.shape[1]', `${Hq} query heads is not a multiple of ${Hkv} key/value heads`, `a multiple of ${Hkv}`);
-  const dtype = options.dtype ?? 'f32';
-  if (!SUPPORTED_DTYPES.includes(dtype)) throw new UnsupportedError('dtype', `${JSON.stringify(dtype)} is not a storage type`, SUPPORTED_DTYPES.join(', '));
+  if (Hq % Hkv !== 0)
+    throw new ShapeError('q.shape[1]', `${Hq} query heads is not a multiple of ${Hkv} key/value heads${cache ? ' (the cache\'s headsKV)' : ''}`, `a multiple of ${Hkv}`);
+  if (options.checkF16Range !== undefined && typeof options.checkF16Range !== 'boolean')
+    throw new UnsupportedError('checkF16Range', `must be a boolean, got ${JSON.stringify(options.checkF16Range)}`, 'true, false');
   const scale = options.scale ?? 1 / Math.sqrt(D);
   if (typeof scale !== 'number' || !Number.isFinite(scale) || scale === 0)
     throw new ScaleError('scale', `must be a finite non-zero number, got ${scale}`, 'finite numbers ≠ 0 (default 1/√headDim)');
@@ -118,6 +163,7 @@ export function normalizeProblem(options: AttentionOptions): AttentionProblem {
     throw new ShapeError('window', `must be a positive integer, got ${options.window}`, 'integers ≥ 1 (or omit for no window)');
   const layouts = { q: q.layout ?? 'BHSD', k: k.layout ?? 'BHSD', v: v.layout ?? 'BHSD', o: o.layout ?? 'BHSD' } as const;
   return {
+    paged: cache !== undefined,
     batch: B,
     headsQ: Hq,
     headsKV: Hkv,

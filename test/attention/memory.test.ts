@@ -24,7 +24,7 @@ describe('memory accounting', () => {
     expect(rt.pipelines.compiledCount).toBe(compiled);
 
     const entries = rt.ledger.entries();
-    expect(entries.map((e) => e.owner).sort()).toEqual(['flashAttentionPrefill', 'tilingMask']);
+    expect(entries.map((e) => e.owner).sort()).toEqual(['flashAttentionPrefill', 'flashAttentionPrefill', 'tilingMask']);
     for (const e of entries) expect(e.size).toBeLessThan(S * S * 4);
     const mask = entries.find((e) => e.owner === 'tilingMask')!;
     expect(mask.size).toBe(op.maskBytes);
