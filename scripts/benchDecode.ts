@@ -1,21 +1,28 @@
 /**
- * Decode benchmark: Sq = 1, B = 1, H = 32, H_kv = 8, D = 128 against 4K / 32K /
- * 128K cached tokens, f16 and f32 storage, contiguous K/V and the paged cache.
- * Reports KV bytes read per second and its fraction of the copy bandwidth that
- * `.gpu/peaks.mjs` measures in the same run, and checks the 4K outputs against
- * the float64 reference. Prints one JSON document.
+ * Decode benchmark: B = 1, H = 32, H_kv = 8, D = 128; S_k = 4K … 128K cached
+ * tokens, S_q = 1 and 4, f16 and f32 storage, contiguous K/V and the paged
+ * cache (pages of 256 tokens). Reports KV bytes read per second and its
+ * fraction of the copy bandwidth that `.gpu/peaks.mjs` measures in the same run,
+ * checks every configuration at 4K against the float64 reference, and sweeps
+ * kernel variants and split counts at 32K (the defaults are chosen from them).
+ *
+ * Time per call: `batch` calls recorded back to back into one compute pass;
+ * with `timestamp-query`, GPU timestamps at the pass's start and end (median
+ * over samples), otherwise submit-to-done wall time of a pre-recorded batch.
+ * Writes decode-<device>-<date>.json and .md into $OUT (or the working directory).
  *
  *   EXTRA_ENTRY=scripts/benchDecode.ts EXTRA_NAME=benchDecode node scripts/build.mjs benchDecode
- *   node dist/benchDecode.js > result.json          (BENCH_SMALL=1: tiny shapes, for a smoke test)
+ *   node dist/benchDecode.js          (BENCH_SMALL=1: tiny shapes, for a smoke test)
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { normalizeProblem } from '../src/attention/problem.js';
-import { timeGpu } from '../src/bench/timing.js';
-import { FlashDecode } from '../src/decode/flashDecode.js';
+import { FlashDecode, type DecodeBuffers, type DecodeOptions } from '../src/decode/flashDecode.js';
 import { PagedKvCache, type KvDType } from '../src/kvcache/pagedKvCache.js';
-import { createNodeRuntime } from '../src/node.js';
+import { createNodeGPU, DAWN_FLAGS } from '../src/node.js';
 import { cpuAttention } from '../src/reference/cpuAttention.js';
+import { FastAttentionRuntime } from '../src/runtime/runtime.js';
 import { BufferUsage, MapMode } from '../src/runtime/usage.js';
 
 const small = process.env.BENCH_SMALL === '1';
@@ -23,9 +30,12 @@ const B = 1;
 const Hq = small ? 8 : 32;
 const Hkv = small ? 2 : 8;
 const D = 128;
-const lengths = small ? [300, 1000] : [4096, 32768, 131072];
+const lengths = small ? [300, 1000] : [4096, 8192, 16384, 32768, 65536, 131072];
+const queries = [1, 4];
 const checkLen = lengths[0];
+const sweepLen = small ? 1000 : 32768;
 const PERIOD = 1_000_004; // random data repeats with this period (elements), out of step with heads and pages
+const PAGE_TOKENS = 256;
 
 function peaks(): Record<string, unknown> {
   const script = '.gpu/peaks.mjs';
@@ -83,160 +93,215 @@ function encode(x: Float32Array<ArrayBuffer>, dtype: KvDType): { values: Float32
   return { values: Float32Array.from(h, fromHalf), bytes: new Uint8Array(h.buffer) };
 }
 
+
+interface Timed {
+  ms: number;
+  method: 'timestamps' | 'wall';
+  calls: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1];
+}
+
 /**
- * GPU time per call: `batch` calls are recorded into one command buffer before
- * the clock starts, so the JS cost of encoding is excluded (it is reported
- * separately, through src/bench/timing.ts, as `withEncodeMs`). Median of samples.
+ * Median time per call of `calls` back-to-back calls in one compute pass. GPU
+ * timestamps bracket the pass when the device has them; otherwise the wall time
+ * from submit to done of the pre-recorded command buffer.
  */
-async function timeRecorded(dev: GPUDevice, encode: (e: GPUCommandEncoder) => void, o: { samples: number; minSampleMs: number; maxBatch: number }): Promise<{ medianMs: number; minMs: number; batch: number }> {
-  const sample = async (batch: number): Promise<number> => {
+async function timeCalls(rt: FastAttentionRuntime, encode: (pass: GPUComputePassEncoder) => void, calls: number, samples: number): Promise<Timed> {
+  const dev = rt.device;
+  const ts = rt.capabilities.features.timestampQuery;
+  const qs = ts ? dev.createQuerySet({ type: 'timestamp', count: 2 }) : null;
+  const resolve = ts ? dev.createBuffer({ size: 16, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC }) : null;
+  const read = ts ? dev.createBuffer({ size: 16, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }) : null;
+  const sample = async (n: number): Promise<number> => {
     const enc = dev.createCommandEncoder();
-    for (let i = 0; i < batch; i++) encode(enc);
+    const pass = enc.beginComputePass(qs ? { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
+    for (let i = 0; i < n; i++) encode(pass);
+    pass.end();
+    if (qs) {
+      enc.resolveQuerySet(qs, 0, 2, resolve!, 0);
+      enc.copyBufferToBuffer(resolve!, 0, read!, 0, 16);
+    }
     const cb = enc.finish();
     await dev.queue.onSubmittedWorkDone();
     const t0 = performance.now();
     dev.queue.submit([cb]);
     await dev.queue.onSubmittedWorkDone();
-    return performance.now() - t0;
+    const wall = performance.now() - t0;
+    if (!read) return wall / n;
+    await read.mapAsync(MapMode.READ);
+    const t = new BigUint64Array(read.getMappedRange().slice(0));
+    read.unmap();
+    return Number(t[1] - t[0]) / 1e6 / n;
   };
-  await sample(1);
-  let batch = 1;
-  let ms = await sample(batch);
-  while (ms < o.minSampleMs && batch < o.maxBatch) {
-    batch = Math.min(o.maxBatch, batch * Math.max(2, Math.ceil(o.minSampleMs / Math.max(ms, 0.01))));
-    ms = await sample(batch);
-  }
+  await sample(2);
   const per: number[] = [];
-  for (let i = 0; i < o.samples; i++) per.push((await sample(batch)) / batch);
-  per.sort((a, b) => a - b);
-  return { medianMs: per[per.length >> 1], minMs: per[0], batch };
+  for (let i = 0; i < samples; i++) per.push(await sample(calls));
+  qs?.destroy();
+  resolve?.destroy();
+  read?.destroy();
+  return { ms: median(per), method: ts ? 'timestamps' : 'wall', calls };
+}
+
+/** Calls per sample: about 20 ms of GPU work, at least 5 calls. */
+function callsFor(kvBytes: number): number {
+  return small ? 4 : Math.max(5, Math.min(400, Math.round(20e-3 / (kvBytes / 1.5e12))));
+}
+
+function upload(dev: GPUDevice, bytes: Uint8Array<ArrayBuffer>): GPUBuffer {
+  const b = dev.createBuffer({ size: bytes.byteLength, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
+  dev.queue.writeBuffer(b, 0, bytes);
+  return b;
+}
+
+async function readOut(dev: GPUDevice, o: GPUBuffer, dtype: KvDType): Promise<Float32Array> {
+  const staging = dev.createBuffer({ size: o.size, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+  const ce = dev.createCommandEncoder();
+  ce.copyBufferToBuffer(o, 0, staging, 0, o.size);
+  dev.queue.submit([ce.finish()]);
+  await staging.mapAsync(MapMode.READ);
+  const raw = staging.getMappedRange().slice(0);
+  staging.destroy();
+  return dtype === 'f32' ? new Float32Array(raw) : Float32Array.from(new Uint16Array(raw), fromHalf);
 }
 
 async function main(): Promise<void> {
   const ceilings = peaks();
-  const rt = await createNodeRuntime();
+  // Timestamps unquantised: the batch's duration, not a 100 µs grid.
+  const gpu = await createNodeGPU([...DAWN_FLAGS, 'disable-dawn-features=timestamp_quantization']);
+  const rt = await FastAttentionRuntime.create({ gpu });
   const dev = rt.device;
   const copyGbps = typeof ceilings.copy_gbps === 'number' ? ceilings.copy_gbps : NaN;
   const results: Record<string, unknown>[] = [];
-  const sweep: Record<string, unknown>[] = [];
+  const variants: Record<string, unknown>[] = [];
+  const splitSweep: Record<string, unknown>[] = [];
   const checks: Record<string, unknown>[] = [];
-  const timing = small ? { samples: 3, minSampleMs: 5, maxBatch: 8 } : { samples: 9, minSampleMs: 40, maxBatch: 400 };
+  const samples = small ? 3 : 7;
+  const fraction = (gbps: number) => +(gbps / copyGbps).toFixed(3);
 
   for (const dtype of ['f16', 'f32'] as const) {
     const bpe = dtype === 'f16' ? 2 : 4;
     const pattern = { k: encode(randn(PERIOD, 11), dtype), v: encode(randn(PERIOD, 12), dtype) };
-    const qData = encode(randn(B * Hq * D, 13), dtype);
-    const q = dev.createBuffer({ size: qData.bytes.byteLength, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST });
-    dev.queue.writeBuffer(q, 0, qData.bytes);
-    const o = dev.createBuffer({ size: B * Hq * D * bpe, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
     for (const Sk of lengths) {
       const elements = B * Hkv * Sk * D;
       const fill = (which: 'k' | 'v'): GPUBuffer => {
         const buf = dev.createBuffer({ size: elements * bpe, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
-        for (let at = 0; at < elements; at += PERIOD) {
-          const n = Math.min(PERIOD, elements - at);
-          dev.queue.writeBuffer(buf, at * bpe, pattern[which].bytes, 0, n * bpe);
-        }
+        for (let at = 0; at < elements; at += PERIOD) dev.queue.writeBuffer(buf, at * bpe, pattern[which].bytes, 0, Math.min(PERIOD, elements - at) * bpe);
         return buf;
       };
       const k = fill('k');
       const v = fill('v');
       const kvBytes = 2 * elements * bpe;
-      const qDesc = { shape: [B, Hq, 1, D] as const };
       const kDesc = { shape: [B, Hkv, Sk, D] as const };
-
-      const contiguous = await FlashDecode.create(rt, { q: qDesc, k: kDesc, v: kDesc, dtype });
-      const cache = PagedKvCache.create(rt, { sequences: B, headsKV: Hkv, headDim: D, dtype, pageTokens: 256, maxTokensPerSequence: Sk });
+      const cache = PagedKvCache.create(rt, { sequences: B, headsKV: Hkv, headDim: D, dtype, pageTokens: PAGE_TOKENS, maxTokensPerSequence: Sk });
       const enc = dev.createCommandEncoder();
       cache.append(enc, 0, { k, v, tokens: Sk });
       dev.queue.submit([enc.finish()]);
-      const paged = await FlashDecode.create(rt, { q: qDesc, cache, dtype });
 
-      for (const [mode, op, bufs] of [
-        ['contiguous', contiguous, { q, o, k, v }],
-        ['paged', paged, { q, o }],
-      ] as const) {
-        const t = await timeRecorded(dev, (e) => op.encode(e, bufs), timing);
-        const withEncode = await timeGpu(dev, (e) => op.encode(e, bufs), timing);
-        const gbps = kvBytes / (t.medianMs * 1e6);
-        results.push({
-          dtype,
-          mode,
-          Sk,
-          kvBytes,
-          medianMs: +t.medianMs.toFixed(5),
-          minMs: +t.minMs.toFixed(5),
-          batch: t.batch,
-          withEncodeMs: +withEncode.medianMs.toFixed(5),
-          kvGBps: Math.round(gbps),
-          fractionOfCopy: +(gbps / copyGbps).toFixed(3),
-          splits: op.lastSplits,
-          blockN: op.tiling.blockN,
-          rowBlock: op.tiling.rowBlock,
-          poolBuffers: mode === 'paged' ? cache.pools.length : 0,
-        });
-        if (Sk === checkLen) {
-          // Check the output against the float64 reference on the same data.
-          await op.run(bufs);
-          const staging = dev.createBuffer({ size: o.size, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
-          const ce = dev.createCommandEncoder();
-          ce.copyBufferToBuffer(o, 0, staging, 0, o.size);
-          dev.queue.submit([ce.finish()]);
-          await staging.mapAsync(MapMode.READ);
-          const raw = staging.getMappedRange().slice(0);
-          staging.destroy();
-          const got = dtype === 'f32' ? new Float32Array(raw) : Float32Array.from(new Uint16Array(raw), fromHalf);
-          const kHost = new Float32Array(elements);
-          const vHost = new Float32Array(elements);
-          for (let i = 0; i < elements; i++) {
-            kHost[i] = pattern.k.values[i % PERIOD];
-            vHost[i] = pattern.v.values[i % PERIOD];
+      for (const Sq of queries) {
+        const qData = encode(randn(B * Hq * Sq * D, 13 + Sq), dtype);
+        const q = upload(dev, qData.bytes);
+        const o = dev.createBuffer({ size: B * Hq * Sq * D * bpe, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC });
+        const qDesc = { shape: [B, Hq, Sq, D] as const };
+        const modes: [string, DecodeOptions, DecodeBuffers][] = [
+          ['contiguous', { q: qDesc, k: kDesc, v: kDesc, dtype }, { q, o, k, v }],
+          ['paged', { q: qDesc, cache, dtype }, { q, o }],
+        ];
+        for (const [mode, options, bufs] of modes) {
+          const op = await FlashDecode.create(rt, options);
+          const t = await timeCalls(rt, (pass) => op.encode(pass, bufs), callsFor(kvBytes), samples);
+          const gbps = kvBytes / (t.ms * 1e6);
+          const t0 = op.tiling;
+          results.push({
+            dtype, mode, Sq, Sk, kvBytes,
+            msPerCall: +t.ms.toFixed(5), method: t.method, callsPerSample: t.calls,
+            kvGBps: Math.round(gbps), fractionOfCopy: fraction(gbps),
+            splits: op.lastSplits,
+            tiling: { threads: t0.threads, lanes: t0.lanes, wordsPerLane: t0.wordsPerLane, keysPerSlot: t0.keysPerSlot, stepKeys: t0.blockN, rowBlock: t0.rowBlock, rowBlocks: t0.rowBlocks, prefetch: t0.prefetch, computeUnits: t0.computeUnits },
+            poolBuffers: mode === 'paged' ? cache.pools.length : 0,
+          });
+          if (Sk === checkLen) {
+            await op.run(bufs);
+            const got = await readOut(dev, o, dtype);
+            const kHost = new Float32Array(elements);
+            const vHost = new Float32Array(elements);
+            for (let i = 0; i < elements; i++) {
+              kHost[i] = pattern.k.values[i % PERIOD];
+              vHost[i] = pattern.v.values[i % PERIOD];
+            }
+            const p = normalizeProblem({ q: qDesc, k: kDesc, v: kDesc, causal: true });
+            const want = cpuAttention(p, qData.values, kHost, vHost);
+            let err = 0;
+            for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+            const tol = dtype === 'f16' ? 2e-3 : 1e-4;
+            checks.push({ dtype, mode, Sq, Sk, maxAbsError: err, tolerance: tol, ok: err <= tol });
           }
-          const p = normalizeProblem({ q: qDesc, k: kDesc, v: kDesc, causal: true });
-          const want = cpuAttention(p, qData.values, kHost, vHost);
-          let err = 0;
-          for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
-          checks.push({ dtype, mode, Sk, maxAbsError: err, tolerance: dtype === 'f16' ? 2e-3 : 1e-4, ok: err <= (dtype === 'f16' ? 2e-3 : 1e-4) });
+          // Kernel variants and split counts, to choose the defaults (contiguous, S_q = 1).
+          if (Sk === sweepLen && mode === 'contiguous' && Sq === 1) {
+            const grid: DecodeOptions[] = [];
+            for (const threads of [128, 256])
+              for (const keysPerSlot of [4, 8])
+                for (const prefetch of [true, false]) grid.push({ ...options, threads, keysPerSlot, prefetch });
+            grid.push({ ...options, wordsPerLane: 2 });
+            grid.push({ ...options, wordsPerLane: 2, keysPerSlot: 2 });
+            for (const vo of grid) {
+              try {
+                const vop = await FlashDecode.create(rt, vo);
+                const vt = await timeCalls(rt, (pass) => vop.encode(pass, bufs), callsFor(kvBytes), samples);
+                const g = kvBytes / (vt.ms * 1e6);
+                variants.push({ dtype, Sk, threads: vop.tiling.threads, keysPerSlot: vop.tiling.keysPerSlot, wordsPerLane: vop.tiling.wordsPerLane, prefetch: vop.tiling.prefetch, splits: vop.lastSplits, msPerCall: +vt.ms.toFixed(5), kvGBps: Math.round(g), fractionOfCopy: fraction(g) });
+                vop.destroy();
+              } catch (e) {
+                variants.push({ dtype, Sk, options: { threads: vo.threads, keysPerSlot: vo.keysPerSlot, wordsPerLane: vo.wordsPerLane, prefetch: vo.prefetch }, error: String(e) });
+              }
+            }
+            for (const splits of [8, 16, 24, 32, 48, 64, 96, 128, 132].filter((x) => x <= op.tiling.maxSplits)) {
+              const st = await timeCalls(rt, (pass) => op.encode(pass, bufs, { splits }), callsFor(kvBytes), samples);
+              const g = kvBytes / (st.ms * 1e6);
+              splitSweep.push({ dtype, Sk, splits: op.lastSplits, msPerCall: +st.ms.toFixed(5), kvGBps: Math.round(g), fractionOfCopy: fraction(g) });
+            }
+          }
+          op.destroy();
         }
+        q.destroy();
+        o.destroy();
       }
-      if (dtype === 'f16' && Sk === lengths[1]) {
-        // Workgroup size × split target, to choose the defaults.
-        for (const threads of [64, 128, 256])
-          for (const targetWorkgroups of small ? [8, 32] : [132, 264, 528, 1056, 2112]) {
-            const op = await FlashDecode.create(rt, { q: qDesc, k: kDesc, v: kDesc, dtype, threads, targetWorkgroups });
-            const t = await timeRecorded(dev, (e) => op.encode(e, { q, o, k, v }), timing);
-            const gbps = kvBytes / (t.medianMs * 1e6);
-            sweep.push({ dtype, mode: 'contiguous', Sk, threads, targetWorkgroups, blockN: op.tiling.blockN, splits: op.lastSplits, medianMs: +t.medianMs.toFixed(5), kvGBps: Math.round(gbps), fractionOfCopy: +(gbps / copyGbps).toFixed(3) });
-            op.destroy();
-          }
-      }
-      contiguous.destroy();
-      paged.destroy();
       cache.destroy();
       k.destroy();
       v.destroy();
     }
-    q.destroy();
-    o.destroy();
   }
   const caps = rt.capabilities;
-  console.log(
-    JSON.stringify(
-      {
-        benchmark: 'decode (split-KV), Sq=1',
-        date: new Date().toISOString(),
-        adapter: caps.adapter,
-        shape: { B, Hq, Hkv, D, Sq: 1 },
-        ceilings,
-        timing: { method: 'medianMs: submit-to-done of a pre-recorded batch of calls / batch; withEncodeMs: the same including JS encoding (src/bench/timing.ts)', ...timing },
-        results,
-        sweep,
-        checks,
-      },
-      null,
-      1,
-    ),
-  );
+  const date = new Date().toISOString();
+  const doc = {
+    benchmark: 'decode (split-KV): B1 H32 Hkv8 D128, causal',
+    date,
+    adapter: caps.adapter,
+    shape: { B, Hq, Hkv, D, queries, pageTokens: PAGE_TOKENS },
+    ceilings,
+    timing: { method: 'time per call = (end − start timestamp of one compute pass holding callsPerSample back-to-back calls) / callsPerSample, median of samples; wall time submit-to-done when timestamp-query is missing', samples },
+    results,
+    checks,
+    variants,
+    splitSweep,
+  };
+  const device = (caps.adapter.device || caps.adapter.architecture || 'gpu').replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '');
+  const stamp = date.replace(/[:.]/g, '-');
+  const dir = process.env.OUT ?? '.';
+  const name = `decode-${device}-${stamp}`;
+  writeFileSync(join(dir, `${name}.json`), JSON.stringify(doc, null, 1));
+  const md: string[] = [`# ${doc.benchmark}`, '', `adapter: ${caps.adapter.vendor} ${caps.adapter.device} (${caps.adapter.description}), ${date}`, '', `copy ceiling measured in this run: ${copyGbps} GB/s (.gpu/peaks.mjs); timing: ${results[0]?.method ?? '-'}`, ''];
+  md.push('| dtype | K/V | Sq | Sk | ms/call | KV GB/s | % of copy | splits × len |', '|---|---|---|---|---|---|---|---|');
+  for (const r of results) {
+    const sp = r.splits as { splits: number; splitLen: number };
+    md.push(`| ${r.dtype} | ${r.mode} | ${r.Sq} | ${r.Sk} | ${(r.msPerCall as number).toFixed(4)} | ${r.kvGBps} | ${((r.fractionOfCopy as number) * 100).toFixed(1)}% | ${sp.splits} × ${sp.splitLen} |`);
+  }
+  md.push('', `checks vs float64 reference at Sk=${checkLen}: ${checks.filter((c) => c.ok).length}/${checks.length} within tolerance; max error f16 ${Math.max(0, ...checks.filter((c) => c.dtype === 'f16').map((c) => c.maxAbsError as number)).toExponential(2)}, f32 ${Math.max(0, ...checks.filter((c) => c.dtype === 'f32').map((c) => c.maxAbsError as number)).toExponential(2)}`, '');
+  writeFileSync(join(dir, `${name}.md`), md.join('\n'));
+  console.log(md.join('\n'));
   rt.destroy();
   process.exit(0);
 }

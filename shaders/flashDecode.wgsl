@@ -1,22 +1,27 @@
 // Split-KV decode ("flash-decoding") for 1..16 queries per sequence, reading
 // K/V contiguously or through the paged KV cache (src/kvcache/pagedKvCache.ts).
 //
-// Entry point `main`, grid (splits, H_kv · row blocks, batch): a workgroup takes
+// Entry point `main`, grid (row blocks · splits, H_kv, batch): a workgroup takes
 // one KV head, the query rows that share it (G query heads × Sq queries, at most
-// ROW_BLOCK of them, so K/V are read once per row block) and one slice of the keys.
+// ROWS of them, so K/V are read once per row block) and one slice of the keys.
 // It writes the slice's unnormalised output with its row max and row sum (base 2)
 // to the workspace. Entry point `combine`, grid (H_q · Sq, batch), merges the
 // slices of each query row and writes O.
 //
-// Inside a slice, per tile of BLOCK_N keys:
-//   - the K tile is staged through workgroup memory with coalesced 16-byte loads;
-//     each invocation's V words for the tile are loaded at the same time, so both
-//     are in flight together;
-//   - S = Q·Kᵀ: invocation (key n, rows r ≡ tid / BLOCK_N mod TPK), K row from
-//     workgroup memory, Q broadcast from workgroup memory;
-//   - O += P·V: invocation (8-dim chunk c, key group g) owns keys n ≡ g (mod KG)
-//     with its own running max and sum, so no per-tile row reduction is needed;
-//     the KG partial states are merged once, at the end of the slice.
+// The slice is streamed in steps of STEP = SLOTS · KU keys. Invocation
+// (slot, lane) owns words [lane·CW, lane·CW + CW) of every key row it reads
+// (LANES lanes cover a row, so one subgroup reads whole rows: coalesced 16-byte
+// loads) and keys t0 + u·SLOTS + slot, u < KU, of each step:
+//   1. its K and V words for the step are already in registers (loaded one step
+//      ahead when PREFETCH: 2·KU·CW independent loads in flight per invocation);
+//   2. partial dots of its K words with the Q rows it holds in registers go to
+//      workgroup memory; after a barrier one invocation per (key, row) sums the
+//      LANES partials and applies the causal / length mask;
+//   3. after a second barrier each invocation updates its own running max and
+//      sum per row (every lane of a slot sees the same scores) and accumulates
+//      P·V for its words — V never leaves registers.
+// The SLOTS partial states are merged once, at the end of the slice. Nothing in
+// the key loop depends on the subgroup size, so any WebGPU device runs it.
 //
 // Storage: every tensor is read as array<vec4u>. f16 is decoded with
 // unpack2x16float (core WGSL: no `enable f16`), f32 with bitcast; arithmetic,
@@ -28,24 +33,31 @@ const HEAD_DIM: u32 = 128u;
 const F16: bool = true;
 // K/V come through the page table (true) or from contiguous tensors.
 const PAGED: bool = false;
-// Elements per vec4u word: 8 for f16, 4 for f32.
+// Page pool buffers bound (paged only): 1 needs no per-load buffer switch.
+const POOLS: u32 = 1u;
+// Elements per 16-byte word: 8 for f16, 4 for f32.
 const EPW: u32 = 8u;
-// Words per 8-element chunk: 1 for f16, 2 for f32.
-const WPC: u32 = 1u;
-const BLOCK_N: u32 = 64u;
-const ROW_BLOCK: u32 = 8u;
-const THREADS: u32 = 128u;
+// Words of a key row per lane, lanes per key row (CW · LANES = HEAD_DIM / EPW).
+const CW: u32 = 1u;
+const LANES: u32 = 16u;
+// Key slots per workgroup, keys per slot per step.
+const SLOTS: u32 = 16u;
+const KU: u32 = 4u;
+// Query rows per workgroup.
+const ROWS: u32 = 4u;
+// Load the next step's K/V before computing this one.
+const PREFETCH: bool = true;
 
+const THREADS: u32 = LANES * SLOTS;
+const STEP: u32 = SLOTS * KU;
 const W: u32 = HEAD_DIM / EPW;
-// One spare word per K row: consecutive keys then start in distinct banks.
-const K_PITCH: u32 = W + 1u;
+// Dims per lane as vec4s.
+const DV: u32 = CW * EPW / 4u;
 const D4: u32 = HEAD_DIM / 4u;
-const C8: u32 = HEAD_DIM / 8u;
-const KG: u32 = THREADS / C8;
-const KPT: u32 = (BLOCK_N + KG - 1u) / KG;
-const TPK: u32 = THREADS / BLOCK_N;
-const RPT: u32 = (ROW_BLOCK + TPK - 1u) / TPK;
-const K_LOADS: u32 = (BLOCK_N * W + THREADS - 1u) / THREADS;
+// Partials of lane l start at l · P_STRIDE; the odd stride spreads the lanes' stores over banks.
+const P_STRIDE: u32 = STEP * ROWS + 1u;
+// The partials buffer doubles as the slot-merge buffer at the end.
+const PART: u32 = max(LANES * P_STRIDE, SLOTS * HEAD_DIM);
 // Finite stand-in for −∞: exp2(x − m) stays well defined for rows that saw no key yet.
 const NEG_BIG: f32 = -1.0e30;
 const MASKED_BELOW: f32 = -1.0e29;
@@ -85,15 +97,15 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> work: array<vec4f>;
 @group(0) @binding(8) var<storage, read_write> o: array<u32>;
 
-var<workgroup> kTile: array<vec4u, BLOCK_N * K_PITCH>;
-var<workgroup> qTile: array<vec4f, ROW_BLOCK * D4>;
-var<workgroup> sTile: array<f32, ROW_BLOCK * BLOCK_N>;
-var<workgroup> mRed: array<f32, KG * ROW_BLOCK>;
-var<workgroup> lRed: array<f32, KG>;
-var<workgroup> accRed: array<vec4f, KG * D4>;
+var<workgroup> part: array<f32, PART>;
+var<workgroup> scores: array<f32, STEP * ROWS>;
+var<workgroup> rowLimit: array<u32, ROWS>;
+var<workgroup> slotM: array<f32, SLOTS * ROWS>;
+var<workgroup> slotL: array<f32, SLOTS * ROWS>;
 
 // WGSL cannot index an array of buffers: the pool is picked by a switch.
 fn readPool(buf: u32, i: u32) -> vec4u {
+  if (POOLS == 1u) { return pool0[i]; }
   switch buf {
     case 0u: { return pool0[i]; }
     case 1u: { return pool1[i]; }
@@ -102,189 +114,188 @@ fn readPool(buf: u32, i: u32) -> vec4u {
   }
 }
 
-// (pool, word index) of word w of key `key` of sequence b, KV head h. A page-table
-// entry is (pool << 28) | page within the pool, so no division is needed here.
-fn kvWord(b: u32, h: u32, key: u32, isV: bool, w: u32) -> vec2u {
-  if (PAGED) {
-    let entry = pageTable[b * params.pageTableStride + (key >> params.pageShift)];
-    let inPage = key & ((1u << params.pageShift) - 1u);
-    var at = (entry & 0x0fffffffu) * params.pageWords + ((h << params.pageShift) + inPage) * W + w;
-    if (isV) { at += params.vOffsetWords; }
-    return vec2u(entry >> 28u, at);
-  }
-  if (isV) { return vec2u(1u, b * params.vBatch + h * params.vHead + key * params.vSeq + w); }
-  return vec2u(0u, b * params.kBatch + h * params.kHead + key * params.kSeq + w);
+struct KV {
+  k: array<vec4u, KU * CW>,
+  v: array<vec4u, KU * CW>,
 }
 
-// Eight elements from their words (f16: `lo` only; f32: `lo`, `hi`).
-fn unpack8(lo: vec4u, hi: vec4u) -> array<vec4f, 2> {
-  if (F16) {
-    return array<vec4f, 2>(
-      vec4f(unpack2x16float(lo.x), unpack2x16float(lo.y)),
-      vec4f(unpack2x16float(lo.z), unpack2x16float(lo.w)));
+// This invocation's K and V words of the step starting at key t0. Keys past the
+// slice are clamped to its last key (their scores are masked), so every load is
+// issued unconditionally and all of them are in flight together.
+fn loadStep(b: u32, h: u32, t0: u32, last: u32, slot: u32, lane: u32) -> KV {
+  var r: KV;
+  for (var u = 0u; u < KU; u++) {
+    let key = min(t0 + u * SLOTS + slot, last);
+    if (PAGED) {
+      // A page-table entry is (pool << 28) | page within the pool.
+      let entry = pageTable[b * params.pageTableStride + (key >> params.pageShift)];
+      let inPage = key & ((1u << params.pageShift) - 1u);
+      let at = (entry & 0x0fffffffu) * params.pageWords + ((h << params.pageShift) + inPage) * W + lane * CW;
+      for (var c = 0u; c < CW; c++) {
+        r.k[u * CW + c] = readPool(entry >> 28u, at + c);
+        r.v[u * CW + c] = readPool(entry >> 28u, at + params.vOffsetWords + c);
+      }
+    } else {
+      let kAt = b * params.kBatch + h * params.kHead + key * params.kSeq + lane * CW;
+      let vAt = b * params.vBatch + h * params.vHead + key * params.vSeq + lane * CW;
+      for (var c = 0u; c < CW; c++) {
+        r.k[u * CW + c] = pool0[kAt + c];
+        r.v[u * CW + c] = pool1[vAt + c];
+      }
+    }
   }
-  return array<vec4f, 2>(bitcast<vec4f>(lo), bitcast<vec4f>(hi));
+  return r;
+}
+
+// The DV vec4s of word group u (CW words) of `w`.
+fn unpackKey(w: array<vec4u, KU * CW>, u: u32) -> array<vec4f, DV> {
+  var x: array<vec4f, DV>;
+  for (var c = 0u; c < CW; c++) {
+    let word = w[u * CW + c];
+    if (F16) {
+      x[2u * c] = vec4f(unpack2x16float(word.x), unpack2x16float(word.y));
+      x[2u * c + 1u] = vec4f(unpack2x16float(word.z), unpack2x16float(word.w));
+    } else {
+      x[c] = bitcast<vec4f>(word);
+    }
+  }
+  return x;
 }
 
 @compute @workgroup_size(THREADS)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
   let seqQ = params.seqQ;
   let totalRows = params.groupSize * seqQ;
-  let rowBlocks = (totalRows + ROW_BLOCK - 1u) / ROW_BLOCK;
-  let split = wg.x;
-  let h = wg.y / rowBlocks;
-  let row0 = (wg.y % rowBlocks) * ROW_BLOCK;
-  let rows = min(ROW_BLOCK, totalRows - row0);
+  let rowBlocks = (totalRows + ROWS - 1u) / ROWS;
+  // Row blocks of one slice are neighbours in the grid: their K/V reads meet in L2.
+  let split = wg.x / rowBlocks;
+  let row0 = (wg.x % rowBlocks) * ROWS;
+  let rows = min(ROWS, totalRows - row0);
+  let h = wg.y;
   let b = wg.z;
   let kvLen = params.kvLen[b];
   let kBegin = split * params.splitLen;
   let kEnd = min(kBegin + params.splitLen, kvLen);
+  let lane = tid % LANES;
+  let slot = tid / LANES;
 
-  // Q rows of the block, pre-multiplied by scale·log2 e; padding rows are zero.
-  for (var e = tid; e < ROW_BLOCK * C8; e += THREADS) {
-    let r = e / C8;
-    let c = e % C8;
-    var x = array<vec4f, 2>(vec4f(0.0), vec4f(0.0));
+  // Exclusive key limit per row (causal: aligned to the end); padding rows see nothing.
+  if (tid < ROWS) {
+    var lim = 0u;
+    if (tid < rows) {
+      lim = kEnd;
+      if (params.causal != 0u) {
+        let last = i32(kvLen) - i32(seqQ) + i32((row0 + tid) % seqQ) + 1;
+        lim = u32(clamp(last, 0, i32(kEnd)));
+      }
+    }
+    rowLimit[tid] = lim;
+  }
+
+  // This lane's dims of every Q row, pre-multiplied by scale·log2 e; padding rows are zero.
+  var qr: array<vec4f, ROWS * DV>;
+  for (var r = 0u; r < ROWS; r++) {
     if (r < rows) {
       let gr = row0 + r;
-      let at = b * params.qBatch + (h * params.groupSize + gr / seqQ) * params.qHead + (gr % seqQ) * params.qSeq + c * WPC;
-      x = unpack8(q[at], q[at + WPC - 1u]);
-    }
-    qTile[r * D4 + 2u * c] = x[0] * params.scaleLog2;
-    qTile[r * D4 + 2u * c + 1u] = x[1] * params.scaleLog2;
-  }
-
-  // Exclusive key limit of each QK row this invocation scores (causal: aligned to the end).
-  let n = tid % BLOCK_N;
-  let r0 = tid / BLOCK_N;
-  var limit: array<u32, RPT>;
-  for (var j = 0u; j < RPT; j++) {
-    let r = r0 + j * TPK;
-    limit[j] = 0u;
-    if (r < rows) {
-      limit[j] = kEnd;
-      if (params.causal != 0u) {
-        let last = i32(kvLen) - i32(seqQ) + i32((row0 + r) % seqQ) + 1;
-        limit[j] = u32(clamp(last, 0, i32(kEnd)));
-      }
+      let at = b * params.qBatch + (h * params.groupSize + gr / seqQ) * params.qHead + (gr % seqQ) * params.qSeq + lane * CW;
+      var words: array<vec4u, KU * CW>;
+      for (var c = 0u; c < CW; c++) { words[c] = q[at + c]; }
+      let x = unpackKey(words, 0u);
+      for (var j = 0u; j < DV; j++) { qr[r * DV + j] = x[j] * params.scaleLog2; }
     }
   }
 
-  let c = tid % C8;
-  let g = tid / C8;
-  var m: array<f32, ROW_BLOCK>;
-  var l: array<f32, ROW_BLOCK>;
-  var acc: array<vec4f, 2u * ROW_BLOCK>;
-  for (var r = 0u; r < ROW_BLOCK; r++) {
+  var m: array<f32, ROWS>;
+  var l: array<f32, ROWS>;
+  var acc: array<vec4f, ROWS * DV>;
+  for (var r = 0u; r < ROWS; r++) {
     m[r] = NEG_BIG;
     l[r] = 0.0;
-    acc[2u * r] = vec4f(0.0);
-    acc[2u * r + 1u] = vec4f(0.0);
   }
 
-  for (var t0 = kBegin; t0 < kEnd; t0 += BLOCK_N) {
-    var kRaw: array<vec4u, K_LOADS>;
-    for (var i = 0u; i < K_LOADS; i++) {
-      let e = tid + i * THREADS;
-      kRaw[i] = vec4u(0u);
-      if (e < BLOCK_N * W && t0 + e / W < kEnd) {
-        let at = kvWord(b, h, t0 + e / W, false, e % W);
-        kRaw[i] = readPool(at.x, at.y);
+  let last = max(kEnd, 1u) - 1u;
+  var cur = loadStep(b, h, kBegin, last, slot, lane);
+  for (var t0 = kBegin; t0 < kEnd; t0 += STEP) {
+    var next: KV;
+    if (PREFETCH) { next = loadStep(b, h, t0 + STEP, last, slot, lane); }
+
+    // ---- partial Q·Kᵀ over this lane's words ----
+    for (var u = 0u; u < KU; u++) {
+      let kx = unpackKey(cur.k, u);
+      for (var r = 0u; r < ROWS; r++) {
+        var d = 0.0;
+        for (var j = 0u; j < DV; j++) { d += dot(qr[r * DV + j], kx[j]); }
+        part[lane * P_STRIDE + (u * SLOTS + slot) * ROWS + r] = d;
       }
-    }
-    var vRaw: array<vec4u, KPT * WPC>;
-    for (var j = 0u; j < KPT; j++) {
-      let nv = g + j * KG;
-      for (var u = 0u; u < WPC; u++) {
-        vRaw[j * WPC + u] = vec4u(0u);
-        if (g < KG && nv < BLOCK_N && t0 + nv < kEnd) {
-          let at = kvWord(b, h, t0 + nv, true, c * WPC + u);
-          vRaw[j * WPC + u] = readPool(at.x, at.y);
-        }
-      }
-    }
-    for (var i = 0u; i < K_LOADS; i++) {
-      let e = tid + i * THREADS;
-      if (e < BLOCK_N * W) { kTile[(e / W) * K_PITCH + e % W] = kRaw[i]; }
     }
     workgroupBarrier();
 
-    // ---- S = Q·Kᵀ (log2 units); masked and padding entries get NEG_BIG ----
-    var s: array<f32, RPT>;
-    for (var j = 0u; j < RPT; j++) { s[j] = 0.0; }
-    for (var w = 0u; w < W; w += WPC) {
-      let kx = unpack8(kTile[n * K_PITCH + w], kTile[n * K_PITCH + w + WPC - 1u]);
-      let qo = (w / WPC) * 2u;
-      for (var j = 0u; j < RPT; j++) {
-        let r = r0 + j * TPK;
-        if (r < ROW_BLOCK) { s[j] += dot(qTile[r * D4 + qo], kx[0]) + dot(qTile[r * D4 + qo + 1u], kx[1]); }
-      }
-    }
-    for (var j = 0u; j < RPT; j++) {
-      let r = r0 + j * TPK;
-      if (r < ROW_BLOCK) { sTile[r * BLOCK_N + n] = select(NEG_BIG, s[j], t0 + n < limit[j]); }
+    // ---- scores: sum the lanes' partials, mask (log2 units) ----
+    for (var e = tid; e < STEP * ROWS; e += THREADS) {
+      var s = 0.0;
+      for (var ln = 0u; ln < LANES; ln++) { s += part[ln * P_STRIDE + e]; }
+      scores[e] = select(NEG_BIG, s, t0 + e / ROWS < rowLimit[e % ROWS]);
     }
     workgroupBarrier();
 
-    // ---- O += P·V over this invocation's keys, with its own running max and sum ----
-    if (g < KG) {
-      for (var r = 0u; r < ROW_BLOCK; r++) {
-        var mx = m[r];
-        for (var j = 0u; j < KPT; j++) {
-          let nv = g + j * KG;
-          if (nv < BLOCK_N) { mx = max(mx, sTile[r * BLOCK_N + nv]); }
-        }
-        let alpha = exp2(m[r] - mx);
-        m[r] = mx;
-        l[r] *= alpha;
-        acc[2u * r] *= alpha;
-        acc[2u * r + 1u] *= alpha;
-      }
-      for (var j = 0u; j < KPT; j++) {
-        let nv = g + j * KG;
-        if (nv >= BLOCK_N) { continue; }
-        let vx = unpack8(vRaw[j * WPC], vRaw[j * WPC + WPC - 1u]);
-        for (var r = 0u; r < ROW_BLOCK; r++) {
-          let x = sTile[r * BLOCK_N + nv];
-          let p = select(exp2(x - m[r]), 0.0, x < MASKED_BELOW);
-          l[r] += p;
-          acc[2u * r] = fma(vec4f(p), vx[0], acc[2u * r]);
-          acc[2u * r + 1u] = fma(vec4f(p), vx[1], acc[2u * r + 1u]);
-        }
+    // ---- online softmax per row and O += P·V over this slot's keys ----
+    for (var r = 0u; r < ROWS; r++) {
+      var mx = m[r];
+      for (var u = 0u; u < KU; u++) { mx = max(mx, scores[(u * SLOTS + slot) * ROWS + r]); }
+      let alpha = exp2(m[r] - mx);
+      m[r] = mx;
+      l[r] *= alpha;
+      for (var j = 0u; j < DV; j++) { acc[r * DV + j] *= alpha; }
+    }
+    for (var u = 0u; u < KU; u++) {
+      let vx = unpackKey(cur.v, u);
+      for (var r = 0u; r < ROWS; r++) {
+        let x = scores[(u * SLOTS + slot) * ROWS + r];
+        let p = select(exp2(x - m[r]), 0.0, x < MASKED_BELOW);
+        l[r] += p;
+        for (var j = 0u; j < DV; j++) { acc[r * DV + j] = fma(vec4f(p), vx[j], acc[r * DV + j]); }
       }
     }
-    // The next tile overwrites kTile and sTile.
-    workgroupBarrier();
+    if (PREFETCH) { cur = next; } else { cur = loadStep(b, h, t0 + STEP, last, slot, lane); }
   }
 
-  // ---- merge the KG key groups of each row and write the slice's partial ----
-  if (g < KG && c == 0u) {
-    for (var r = 0u; r < ROW_BLOCK; r++) { mRed[g * ROW_BLOCK + r] = m[r]; }
+  // ---- merge the SLOTS partial states of each row and write the slice's partial ----
+  if (lane == 0u) {
+    for (var r = 0u; r < ROWS; r++) {
+      slotM[slot * ROWS + r] = m[r];
+      slotL[slot * ROWS + r] = l[r];
+    }
   }
   workgroupBarrier();
-  for (var r = 0u; r < ROW_BLOCK; r++) {
+  for (var r = 0u; r < ROWS; r++) {
     var mAll = NEG_BIG;
-    for (var gg = 0u; gg < KG; gg++) { mAll = max(mAll, mRed[gg * ROW_BLOCK + r]); }
-    if (g < KG) {
-      let f = exp2(m[r] - mAll);
-      accRed[g * D4 + 2u * c] = acc[2u * r] * f;
-      accRed[g * D4 + 2u * c + 1u] = acc[2u * r + 1u] * f;
-      if (c == 0u) { lRed[g] = l[r] * f; }
+    for (var s = 0u; s < SLOTS; s++) { mAll = max(mAll, slotM[s * ROWS + r]); }
+    let f = exp2(m[r] - mAll);
+    for (var j = 0u; j < DV; j++) {
+      let x = acc[r * DV + j] * f;
+      let at = slot * HEAD_DIM + (lane * DV + j) * 4u;
+      part[at] = x.x;
+      part[at + 1u] = x.y;
+      part[at + 2u] = x.z;
+      part[at + 3u] = x.w;
     }
     workgroupBarrier();
     if (r < rows) {
       let gr = row0 + r;
       let hq = h * params.groupSize + gr / seqQ;
-      let slot = (((b * params.headsQ + hq) * seqQ + gr % seqQ) * params.maxSplits + split) * (D4 + 1u);
+      let base = (((b * params.headsQ + hq) * seqQ + gr % seqQ) * params.maxSplits + split) * (D4 + 1u);
       for (var d = tid; d < D4; d += THREADS) {
         var sum = vec4f(0.0);
-        for (var gg = 0u; gg < KG; gg++) { sum += accRed[gg * D4 + d]; }
-        work[slot + d] = sum;
+        for (var s = 0u; s < SLOTS; s++) {
+          let at = s * HEAD_DIM + 4u * d;
+          sum += vec4f(part[at], part[at + 1u], part[at + 2u], part[at + 3u]);
+        }
+        work[base + d] = sum;
       }
       if (tid == 0u) {
         var lAll = 0.0;
-        for (var gg = 0u; gg < KG; gg++) { lAll += lRed[gg]; }
-        work[slot + D4] = vec4f(mAll, lAll, 0.0, 0.0);
+        for (var s = 0u; s < SLOTS; s++) { lAll += slotL[s * ROWS + r] * exp2(slotM[s * ROWS + r] - mAll); }
+        work[base + D4] = vec4f(mAll, lAll, 0.0, 0.0);
       }
     }
     workgroupBarrier();
@@ -294,9 +305,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 // One workgroup per query row (b, hq, i): merge its slices, normalise, store O.
 // Invocation (d, lane) merges slices lane, lane + LANES, … of output word d with
 // a running (max, sum), loading UNROLL slices at a time so their loads overlap;
-// the LANES partial states are then merged through workgroup memory.
+// the C_LANES partial states are then merged through workgroup memory.
 const C_THREADS: u32 = 256u;
-const LANES: u32 = C_THREADS / D4;
+const C_LANES: u32 = C_THREADS / D4;
 const UNROLL: u32 = 4u;
 
 var<workgroup> cM: array<f32, C_THREADS>;
@@ -314,12 +325,12 @@ fn combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) ti
   var m = NEG_BIG;
   var l = 0.0;
   var acc = vec4f(0.0);
-  if (lane < LANES) {
-    for (var s0 = lane; s0 < params.numSplits; s0 += LANES * UNROLL) {
+  if (lane < C_LANES) {
+    for (var s0 = lane; s0 < params.numSplits; s0 += C_LANES * UNROLL) {
       var ml: array<vec4f, UNROLL>;
       var part: array<vec4f, UNROLL>;
       for (var u = 0u; u < UNROLL; u++) {
-        let s = s0 + u * LANES;
+        let s = s0 + u * C_LANES;
         ml[u] = vec4f(NEG_BIG, 0.0, 0.0, 0.0);
         part[u] = vec4f(0.0);
         if (s < params.numSplits) {
@@ -344,10 +355,10 @@ fn combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) ti
   workgroupBarrier();
   if (tid >= D4) { return; }
   var mAll = NEG_BIG;
-  for (var k = 0u; k < LANES; k++) { mAll = max(mAll, cM[k * D4 + tid]); }
+  for (var k = 0u; k < C_LANES; k++) { mAll = max(mAll, cM[k * D4 + tid]); }
   var lAll = 0.0;
   var sum = vec4f(0.0);
-  for (var k = 0u; k < LANES; k++) {
+  for (var k = 0u; k < C_LANES; k++) {
     let f = exp2(cM[k * D4 + tid] - mAll);
     lAll += cL[k * D4 + tid] * f;
     sum = fma(vec4f(f), cAcc[k * D4 + tid], sum);

@@ -9,10 +9,7 @@
 import decodeWgsl from '../../shaders/flashDecode.wgsl?raw';
 import { ScaleError, ShapeError, TileConfigError, UnsupportedError } from '../errors.js';
 import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/encode.js';
-
-function isPass(t: EncodeTarget): t is GPUComputePassEncoder {
-  return typeof (t as GPUComputePassEncoder).dispatchWorkgroups === 'function';
-}
+import { chooseDecodeSplit, chooseDecodeTiling, decodeComputeUnits, DEFAULT_WORKGROUPS_PER_UNIT, type DecodeShape, type DecodeSplit, type DecodeTiling } from './decodePlan.js';
 import { SUPPORTED_HEAD_DIMS, checkTensorDesc, resolveBuffer, type BufferArg, type ResolvedBinding } from '../attention/problem.js';
 import { MAX_POOL_BUFFERS, type KvDType, type PagedKvCache } from '../kvcache/pagedKvCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
@@ -21,16 +18,16 @@ import { ParamsPool } from '../runtime/paramsPool.js';
 import { BufferUsage } from '../runtime/usage.js';
 import { tensorElements, tensorStrides, type TensorDesc, type TensorLayout, type TensorStrides } from '../tiling/layout.js';
 
+export * from './decodePlan.js';
+
 export const flashDecodeKernel = { name: 'flashDecode', code: decodeWgsl };
+
+function isPass(t: EncodeTarget): t is GPUComputePassEncoder {
+  return typeof (t as GPUComputePassEncoder).dispatchWorkgroups === 'function';
+}
 
 /** Most queries per sequence (speculative decoding drafts). */
 export const MAX_DECODE_QUERIES = 16;
-
-/** Invocations per workgroup of the split kernel: choices, and the default. */
-export const DECODE_THREADS = [64, 128, 256] as const;
-const DEFAULT_THREADS = 128;
-/** Most query rows (G heads × Sq queries) one workgroup holds. */
-const MAX_ROW_BLOCK = 8;
 
 export interface DecodeOptions {
   /** Queries `[B, H_q, S_q, D]`, S_q ≤ 16. */
@@ -49,12 +46,25 @@ export interface DecodeOptions {
   scale?: number;
   /** Storage type of Q, K, V and O; default `f32`. Must match the cache's. */
   dtype?: KvDType;
-  /** Workgroups to aim for when splitting the keys (fills the GPU); default 1024 (16 on a software adapter). */
+  /** Compute units (SMs, CUs) the split count is planned for; default {@link decodeComputeUnits} of the adapter. */
+  computeUnits?: number;
+  /**
+   * Workgroups that fill the device (compute units × workgroups per unit); when
+   * given, overrides `computeUnits` with ⌈targetWorkgroups / workgroupsPerUnit⌉.
+   */
   targetWorkgroups?: number;
-  /** Fewest keys per split; default 2 key tiles. */
+  /** Resident workgroups per compute unit needed to saturate it; default 2. */
+  workgroupsPerUnit?: number;
+  /** Fewest keys per split; default 2 steps. */
   minSplitKeys?: number;
-  /** Invocations per workgroup of the split pass (64, 128 or 256); default 128. */
+  /** Upper bound on invocations per workgroup of the split pass (64, 128 or 256); default 256. */
   threads?: number;
+  /** 16-byte words of a key row per lane; default: fewest with at most 32 lanes per row. */
+  wordsPerLane?: number;
+  /** Keys per key slot per step (1, 2, 4, 8); default 8. */
+  keysPerSlot?: number;
+  /** Load the next step's K/V before computing the current one; default true. */
+  prefetch?: boolean;
 }
 
 export interface DecodeBuffers {
@@ -68,39 +78,20 @@ export interface DecodeBuffers {
 export interface DecodeCallOptions {
   /** Keys of each sequence: B integers; default S_k (contiguous) or the cache's lengths (paged). */
   kvLengths?: ArrayLike<number>;
+  /** Force this many splits (1..tiling.maxSplits) instead of the planned count (benchmarks, tests). */
+  splits?: number;
 }
 
 /** The validated shape of a decode operator. */
-export interface DecodeProblem {
-  batch: number;
+export interface DecodeProblem extends DecodeShape {
   headsQ: number;
-  headsKV: number;
-  seqQ: number;
-  /** Key capacity: S_k (contiguous) or the cache's tokens per sequence. */
-  seqK: number;
-  headDim: number;
-  groupSize: number;
   causal: boolean;
   scale: number;
-  dtype: KvDType;
   paged: boolean;
   layouts: { q: TensorLayout; o: TensorLayout; k: TensorLayout; v: TensorLayout };
   strides: { q: TensorStrides; o: TensorStrides; k: TensorStrides; v: TensorStrides };
   elements: { q: number; o: number; k: number; v: number };
   bytesPerElement: number;
-}
-
-/** The kernel's block shape for one problem on one device. */
-export interface DecodeTiling {
-  threads: number;
-  blockN: number;
-  rowBlock: number;
-  rowBlocks: number;
-  maxSplits: number;
-  minSplitKeys: number;
-  targetWorkgroups: number;
-  workgroupStorageBytes: number;
-  workspaceBytes: number;
 }
 
 /** Validate decode options into a {@link DecodeProblem}, or throw a typed error naming the field. */
@@ -175,59 +166,6 @@ export function normalizeDecodeProblem(options: DecodeOptions): DecodeProblem {
   };
 }
 
-/** Pick the key tile, row block and workspace size for a problem on a device. */
-export function chooseDecodeTiling(
-  p: DecodeProblem,
-  limits: { maxComputeWorkgroupStorageSize: number; maxComputeWorkgroupsPerDimension: number },
-  options: { targetWorkgroups: number; minSplitKeys?: number; threads?: number },
-): DecodeTiling {
-  const threads = options.threads ?? DEFAULT_THREADS;
-  if (!(DECODE_THREADS as readonly number[]).includes(threads)) throw new TileConfigError('threads', `${threads} invocations per workgroup`, DECODE_THREADS.join(', '));
-  const W = p.headDim / (p.dtype === 'f16' ? 8 : 4);
-  const D4 = p.headDim / 4;
-  const KG = Math.floor(threads / (p.headDim / 8));
-  const rows = p.groupSize * p.seqQ;
-  const rowBlocks = Math.ceil(rows / MAX_ROW_BLOCK);
-  const rowBlock = Math.ceil(rows / rowBlocks);
-  const storage = (blockN: number): number =>
-    blockN * (W + 1) * 16 + rowBlock * D4 * 16 + rowBlock * blockN * 4 + KG * rowBlock * 4 + KG * 4 + KG * D4 * 16;
-  // Largest tile with at most 8 K words per invocation (registers) that fits workgroup memory.
-  let blockN = 0;
-  for (const n of [128, 64, 32, 16, 8]) {
-    if (n <= threads && (n * W) / threads <= 8 && storage(n) <= limits.maxComputeWorkgroupStorageSize) {
-      blockN = n;
-      break;
-    }
-  }
-  if (blockN === 0)
-    throw new TileConfigError('q.shape[3]', `no key tile fits ${limits.maxComputeWorkgroupStorageSize} bytes of workgroup storage for head dim ${p.headDim}`, 'a device with more workgroup storage');
-  const minSplitKeys = options.minSplitKeys ?? 2 * blockN;
-  if (!Number.isInteger(minSplitKeys) || minSplitKeys <= 0) throw new ShapeError('minSplitKeys', `must be a positive integer, got ${minSplitKeys}`, 'integers ≥ 1');
-  const base = p.batch * p.headsKV * rowBlocks;
-  const maxSplits = Math.max(1, Math.min(Math.ceil(p.seqK / minSplitKeys), Math.ceil(options.targetWorkgroups / base), limits.maxComputeWorkgroupsPerDimension));
-  const maxG = limits.maxComputeWorkgroupsPerDimension;
-  if (p.headsKV * rowBlocks > maxG) throw new ShapeError('q.shape[1]', `${p.headsKV * rowBlocks} KV head × row blocks exceed ${maxG} workgroups`, `at most ${maxG}`);
-  if (p.batch > maxG) throw new ShapeError('q.shape[0]', `batch ${p.batch} exceeds ${maxG} workgroups`, `at most ${maxG}`);
-  if (p.headsQ * p.seqQ > maxG) throw new ShapeError('q.shape[1]', `${p.headsQ * p.seqQ} query rows per sequence exceed ${maxG} workgroups`, `at most ${maxG}`);
-  return {
-    threads,
-    blockN,
-    rowBlock,
-    rowBlocks,
-    maxSplits,
-    minSplitKeys,
-    targetWorkgroups: options.targetWorkgroups,
-    workgroupStorageBytes: storage(blockN),
-    workspaceBytes: p.batch * p.headsQ * p.seqQ * maxSplits * (D4 + 1) * 16,
-  };
-}
-
-/** How one call splits its keys. */
-export interface DecodeSplit {
-  splits: number;
-  splitLen: number;
-}
-
 export class FlashDecode {
   /** The workspace of partial outputs (runtime-owned, in the ledger). */
   readonly workspace: GPUBuffer;
@@ -265,23 +203,40 @@ export class FlashDecode {
     runtime.assertAlive();
     const problem = normalizeDecodeProblem(options);
     const L = runtime.capabilities.limits;
-    const target = options.targetWorkgroups ?? (runtime.capabilities.adapter.isSoftware ? 16 : 1024);
-    if (!Number.isInteger(target) || target <= 0) throw new ShapeError('targetWorkgroups', `must be a positive integer, got ${target}`, 'integers ≥ 1');
-    const tiling = chooseDecodeTiling(problem, L, { targetWorkgroups: target, minSplitKeys: options.minSplitKeys, threads: options.threads });
+    const perUnit = options.workgroupsPerUnit ?? DEFAULT_WORKGROUPS_PER_UNIT;
+    let computeUnits = options.computeUnits ?? decodeComputeUnits(runtime.capabilities.adapter);
+    if (options.targetWorkgroups !== undefined) {
+      const t = options.targetWorkgroups;
+      if (!Number.isInteger(t) || t <= 0) throw new ShapeError('targetWorkgroups', `must be a positive integer, got ${t}`, 'integers ≥ 1');
+      computeUnits = Math.ceil(t / (Number.isInteger(perUnit) && perUnit > 0 ? perUnit : 1));
+    }
+    const tiling = chooseDecodeTiling(problem, L, {
+      computeUnits,
+      workgroupsPerUnit: perUnit,
+      minSplitKeys: options.minSplitKeys,
+      // SwiftShader runs invocations one after another between barriers: small workgroups.
+      threads: options.threads ?? (runtime.capabilities.adapter.isSoftware ? 64 : undefined),
+      wordsPerLane: options.wordsPerLane,
+      keysPerSlot: options.keysPerSlot,
+      prefetch: options.prefetch,
+    });
     if (tiling.threads > L.maxComputeInvocationsPerWorkgroup)
       throw new TileConfigError('threads', `${tiling.threads} invocations exceed the device's ${L.maxComputeInvocationsPerWorkgroup}`, `at most ${L.maxComputeInvocationsPerWorkgroup}`);
     if (tiling.workspaceBytes > L.maxStorageBufferBindingSize)
-      throw new ShapeError('q.shape', `the split workspace needs ${tiling.workspaceBytes} bytes`, `at most ${L.maxStorageBufferBindingSize} (fewer sequences or targetWorkgroups)`);
+      throw new ShapeError('q.shape', `the split workspace needs ${tiling.workspaceBytes} bytes`, `at most ${L.maxStorageBufferBindingSize} (fewer sequences or computeUnits)`);
     const f16 = problem.dtype === 'f16';
     const consts = {
       HEAD_DIM: problem.headDim,
       F16: f16,
       PAGED: problem.paged,
+      POOLS: options.cache ? options.cache.pools.length : 1,
       EPW: f16 ? 8 : 4,
-      WPC: f16 ? 1 : 2,
-      BLOCK_N: tiling.blockN,
-      ROW_BLOCK: tiling.rowBlock,
-      THREADS: tiling.threads,
+      CW: tiling.wordsPerLane,
+      LANES: tiling.lanes,
+      SLOTS: tiling.slots,
+      KU: tiling.keysPerSlot,
+      ROWS: tiling.rowBlock,
+      PREFETCH: tiling.prefetch,
     };
     const [split, combine] = await Promise.all([runtime.pipelines.get(flashDecodeKernel, 'main', consts), runtime.pipelines.get(flashDecodeKernel, 'combine', consts)]);
     const layout = split.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
@@ -297,13 +252,18 @@ export class FlashDecode {
     return { ...this.lastSplit };
   }
 
-  /** How a call whose longest sequence has `maxKv` keys is split. */
+  /** How a call whose longest sequence has `maxKv` keys is split ({@link chooseDecodeSplit}). */
   splitFor(maxKv: number): DecodeSplit {
     const t = this.tiling;
-    const base = this.problem.batch * this.problem.headsKV * t.rowBlocks;
-    const want = Math.max(1, Math.min(t.maxSplits, Math.ceil(t.targetWorkgroups / base)));
-    const splitLen = Math.max(t.minSplitKeys, Math.ceil(Math.ceil(Math.max(1, maxKv) / want) / t.blockN) * t.blockN);
-    return { splits: Math.min(t.maxSplits, Math.max(1, Math.ceil(maxKv / splitLen))), splitLen };
+    return chooseDecodeSplit({
+      maxKv,
+      baseWorkgroups: this.problem.batch * this.problem.headsKV * t.rowBlocks,
+      computeUnits: t.computeUnits,
+      workgroupsPerUnit: t.workgroupsPerUnit,
+      stepKeys: t.blockN,
+      minSplitKeys: t.minSplitKeys,
+      maxSplits: t.maxSplits,
+    });
   }
 
   /**
@@ -338,7 +298,13 @@ export class FlashDecode {
     const kvLen = this.kvLengths(call.kvLengths);
     let maxKv = 0;
     for (let i = 0; i < kvLen.length; i++) maxKv = Math.max(maxKv, kvLen[i]);
-    const { splits, splitLen } = this.splitFor(maxKv);
+    let { splits, splitLen } = this.splitFor(maxKv);
+    if (call.splits !== undefined) {
+      const n = call.splits;
+      if (!Number.isInteger(n) || n < 1 || n > this.tiling.maxSplits) throw new ShapeError('splits', `got ${n}`, `integers in [1, ${this.tiling.maxSplits}]`);
+      splitLen = Math.ceil(Math.ceil(Math.max(1, maxKv) / n) / this.tiling.blockN) * this.tiling.blockN;
+      splits = Math.ceil(Math.max(1, maxKv) / splitLen);
+    }
     this.lastSplit = { splits, splitLen };
     const epw = p.dtype === 'f16' ? 8 : 4;
     const s = p.strides;
@@ -378,7 +344,7 @@ export class FlashDecode {
     ]);
     // One compute pass for both dispatches; WebGPU orders the combine after the split's writes.
     const pass = isPass(target) ? target : target.beginComputePass({ label: 'flashDecode' });
-    encodeDispatch(pass, this.split.pipeline, splitGroup, [offset], [splits, p.headsKV * this.tiling.rowBlocks, p.batch], 'flashDecode.split');
+    encodeDispatch(pass, this.split.pipeline, splitGroup, [offset], [splits * this.tiling.rowBlocks, p.headsKV, p.batch], 'flashDecode.split');
     encodeDispatch(pass, this.combine.pipeline, combineGroup, [offset], this.combineGroups, 'flashDecode.combine');
     if (pass !== target) pass.end();
   }

@@ -3,7 +3,7 @@
 // a compiled operator live next to the pipelines they share (decode.test.ts,
 // test/kvcache/pagedKvCache.test.ts): SwiftShader compiles slowly.
 import { describe, expect, it } from 'vitest';
-import { chooseDecodeTiling, normalizeDecodeProblem } from '../../src/decode/flashDecode.js';
+import { chooseDecodeSplit, chooseDecodeTiling, decodeComputeUnits, decodeStorageBytes, normalizeDecodeProblem } from '../../src/decode/flashDecode.js';
 import { BufferError, ScaleError, ShapeError, TileConfigError, UnsupportedError } from '../../src/errors.js';
 import { MAX_POOL_BUFFERS, PagedKvCache } from '../../src/kvcache/pagedKvCache.js';
 import { sharedRuntime, upload } from '../helpers/gpu.js';
@@ -27,12 +27,66 @@ describe('decode validation', () => {
     expect(fieldOf(() => normalizeDecodeProblem({ q, k: { shape: kv.shape, layout: 'SBHD' as 'BHSD' }, v: kv }))).toBe('k.layout');
     const p = normalizeDecodeProblem({ q, k: kv, v: kv });
     const limits = { maxComputeWorkgroupStorageSize: 32768, maxComputeWorkgroupsPerDimension: 65535 };
-    expect(() => chooseDecodeTiling(p, limits, { targetWorkgroups: 64, threads: 96 })).toThrow(TileConfigError);
-    expect(fieldOf(() => chooseDecodeTiling(p, limits, { targetWorkgroups: 64, minSplitKeys: 0 }))).toBe('minSplitKeys');
-    // The tiling fits the workgroup storage it was given, and splits stay within the workspace.
-    const t = chooseDecodeTiling(p, limits, { targetWorkgroups: 64 });
-    expect(t.workgroupStorageBytes).toBeLessThanOrEqual(32768);
-    expect(t.maxSplits).toBe(Math.min(Math.ceil(100 / t.minSplitKeys), Math.ceil(64 / 2)));
+    expect(() => chooseDecodeTiling(p, limits, { computeUnits: 32, threads: 96 })).toThrow(TileConfigError);
+    expect(fieldOf(() => chooseDecodeTiling(p, limits, { computeUnits: 32, minSplitKeys: 0 }))).toBe('minSplitKeys');
+    expect(fieldOf(() => chooseDecodeTiling(p, limits, { computeUnits: 0 }))).toBe('computeUnits');
+    expect(fieldOf(() => chooseDecodeTiling(p, limits, { computeUnits: 32, wordsPerLane: 3 }))).toBe('wordsPerLane');
+    expect(fieldOf(() => chooseDecodeTiling(p, limits, { computeUnits: 32, keysPerSlot: 3 }))).toBe('keysPerSlot');
+  });
+
+  it('tiling: whole key rows per lane group, rows within the register budget, storage within the limit', () => {
+    const shape = (o: Partial<Parameters<typeof chooseDecodeTiling>[0]>) => ({ batch: 1, headsKV: 8, groupSize: 4, seqQ: 1, seqK: 32768, headDim: 128, dtype: 'f16' as const, ...o });
+    const h100 = { maxComputeWorkgroupStorageSize: 49152, maxComputeWorkgroupsPerDimension: 65535 };
+    const t = chooseDecodeTiling(shape({}), h100, { computeUnits: 132 });
+    // f16 D128: 16 words a row, one per lane; 16 slots × 8 keys per step.
+    expect([t.lanes, t.wordsPerLane, t.slots, t.keysPerSlot, t.blockN, t.threads]).toEqual([16, 1, 16, 8, 128, 256]);
+    expect([t.rowBlock, t.rowBlocks]).toEqual([4, 1]);
+    expect(t.workgroupStorageBytes).toBe(decodeStorageBytes(t, 128));
+    expect(t.workgroupStorageBytes).toBeLessThanOrEqual(49152);
+    // f32 rows cost half the registers: 16 rows (Sq 4) in 2 blocks of 8.
+    const f32 = chooseDecodeTiling(shape({ dtype: 'f32', seqQ: 4 }), h100, { computeUnits: 132 });
+    expect([f32.lanes, f32.rowBlock, f32.rowBlocks]).toEqual([32, 8, 2]);
+    // D80 f16: 10 words a row → 10 lanes, 25 slots (250 invocations).
+    const d80 = chooseDecodeTiling(shape({ headDim: 80 }), h100, { computeUnits: 132 });
+    expect([d80.lanes, d80.slots, d80.threads]).toEqual([10, 25, 250]);
+    // Short of workgroup memory, fewer keys per slot.
+    const small = chooseDecodeTiling(shape({ dtype: 'f32', seqQ: 2 }), { ...h100, maxComputeWorkgroupStorageSize: 16384 }, { computeUnits: 4 });
+    expect(small.keysPerSlot).toBeLessThan(8);
+    expect(small.workgroupStorageBytes).toBeLessThanOrEqual(16384);
+    // The workspace holds every split the policy may choose.
+    expect(t.maxSplits).toBe(Math.min(Math.ceil(32768 / t.minSplitKeys), Math.ceil((4 * 132 * 2) / 8)));
+    expect(t.workspaceBytes).toBe(32 * t.maxSplits * 33 * 16);
+  });
+
+  it('split policy: fills every compute unit, splits are whole steps, ties to fewer splits', () => {
+    const base = { baseWorkgroups: 8, computeUnits: 132, workgroupsPerUnit: 2, stepKeys: 64, minSplitKeys: 128, maxSplits: 132 };
+    const s32k = chooseDecodeSplit({ ...base, maxKv: 32768 });
+    expect(s32k.splitLen % 64).toBe(0);
+    expect(s32k.splits * s32k.splitLen).toBeGreaterThanOrEqual(32768);
+    expect((s32k.splits - 1) * s32k.splitLen).toBeLessThan(32768);
+    // 8 × 32 = 256 workgroups: two per unit on 132 units, the fewest that saturate them.
+    expect(s32k).toEqual({ splits: 32, splitLen: 1024 });
+    // Longer sequences keep the workgroup count and lengthen the splits.
+    expect(chooseDecodeSplit({ ...base, maxKv: 131072 }).splitLen).toBeGreaterThan(s32k.splitLen);
+    // Short sequences stop at the minimum split length.
+    expect(chooseDecodeSplit({ ...base, maxKv: 1000 })).toEqual({ splits: 8, splitLen: 128 });
+    expect(chooseDecodeSplit({ ...base, maxKv: 100 })).toEqual({ splits: 1, splitLen: 128 });
+    expect(chooseDecodeSplit({ ...base, maxKv: 0 })).toEqual({ splits: 1, splitLen: 64 });
+    // Enough base workgroups already: no split.
+    expect(chooseDecodeSplit({ ...base, baseWorkgroups: 512, maxKv: 4096 }).splits).toBe(1);
+    // Never beyond the workspace.
+    expect(chooseDecodeSplit({ ...base, maxSplits: 5, maxKv: 131072 }).splits).toBeLessThanOrEqual(5);
+    // More compute units, more splits.
+    expect(chooseDecodeSplit({ ...base, computeUnits: 16, maxKv: 32768 }).splits).toBeLessThan(s32k.splits);
+  });
+
+  it('compute units by adapter name', () => {
+    const a = (device: string, isSoftware = false) => ({ vendor: 'nvidia', device, description: '', isSoftware });
+    expect(decodeComputeUnits(a('nvidia-h100-80gb-hbm3'))).toBe(132);
+    expect(decodeComputeUnits(a('nvidia-h100-pcie'))).toBe(114);
+    expect(decodeComputeUnits(a('nvidia-a100-sxm4-40gb'))).toBe(108);
+    expect(decodeComputeUnits(a('swiftshader-device', true))).toBe(4);
+    expect(decodeComputeUnits(a('some-gpu'))).toBe(32);
   });
 
 

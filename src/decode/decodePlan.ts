@@ -1,0 +1,226 @@
+/**
+ * Pure planning for split-KV decode: the kernel's block shape for a problem on
+ * a device ({@link chooseDecodeTiling}) and how a call's keys are split across
+ * workgroups ({@link chooseDecodeSplit}). No GPU objects here, so every rule has
+ * unit tests of its own.
+ */
+import { ShapeError, TileConfigError } from '../errors.js';
+import type { KvDType } from '../kvcache/pagedKvCache.js';
+
+/** Invocations per workgroup of the split kernel: choices (an upper bound: a whole number of key rows is used). */
+export const DECODE_THREADS = [64, 128, 256] as const;
+const DEFAULT_THREADS = 256;
+/** Keys per key slot per step: choices, and the default. */
+export const DECODE_KEYS_PER_SLOT = [1, 2, 4, 8] as const;
+const DEFAULT_KEYS_PER_SLOT = 8;
+/** Most lanes sharing one key row. */
+const MAX_LANES = 32;
+/** Most f32 registers one invocation spends on its Q rows and accumulators (2 · rows · dims per lane). */
+const ROW_REGISTER_BUDGET = 64;
+
+/**
+ * Resident workgroups one compute unit needs before its share of memory
+ * bandwidth is saturated; the split policy never plans fewer per unit.
+ */
+export const DEFAULT_WORKGROUPS_PER_UNIT = 2;
+
+/** What the tiling needs to know about a decode problem. */
+export interface DecodeShape {
+  batch: number;
+  headsKV: number;
+  groupSize: number;
+  seqQ: number;
+  /** Key capacity: S_k (contiguous) or the cache's tokens per sequence. */
+  seqK: number;
+  headDim: number;
+  dtype: KvDType;
+}
+
+export interface DecodeTilingOptions {
+  /** Compute units (SMs, CUs) of the device; see {@link decodeComputeUnits}. */
+  computeUnits: number;
+  /** Resident workgroups per unit needed to saturate it; default {@link DEFAULT_WORKGROUPS_PER_UNIT}. */
+  workgroupsPerUnit?: number;
+  /** Fewest keys per split; default 2 steps. */
+  minSplitKeys?: number;
+  /** Upper bound on invocations per workgroup (64, 128 or 256); default 256. */
+  threads?: number;
+  /** 16-byte words of a key row per lane (divides the row's words; fewer lanes with more); default: fewest with ≤ 32 lanes. */
+  wordsPerLane?: number;
+  /** Keys per key slot per step (1, 2, 4, 8); default 8 (fastest on an H100, bench/results/decode-*), fewer if workgroup memory is short. */
+  keysPerSlot?: number;
+  /** Load the next step's K/V before computing the current one; default true. */
+  prefetch?: boolean;
+}
+
+/** The kernel's block shape for one problem on one device. */
+export interface DecodeTiling {
+  /** Invocations per workgroup (lanes × slots). */
+  threads: number;
+  /** Lanes per key row, 16-byte words per lane. */
+  lanes: number;
+  wordsPerLane: number;
+  /** Key slots per workgroup, keys per slot per step. */
+  slots: number;
+  keysPerSlot: number;
+  /** Keys per step (slots × keysPerSlot); splits are multiples of it. */
+  blockN: number;
+  prefetch: boolean;
+  /** Query rows per workgroup, and row blocks per KV head. */
+  rowBlock: number;
+  rowBlocks: number;
+  /** Workspace capacity in splits per query row. */
+  maxSplits: number;
+  minSplitKeys: number;
+  computeUnits: number;
+  workgroupsPerUnit: number;
+  workgroupStorageBytes: number;
+  workspaceBytes: number;
+}
+
+/** How one call splits its keys: `splits` slices of `splitLen` keys (the last may be shorter). */
+export interface DecodeSplit {
+  splits: number;
+  splitLen: number;
+}
+
+/** Workgroup memory of the split kernel (mirrors the `var<workgroup>` declarations of shaders/flashDecode.wgsl). */
+export function decodeStorageBytes(t: { lanes: number; slots: number; keysPerSlot: number; rowBlock: number }, headDim: number): number {
+  const step = t.slots * t.keysPerSlot;
+  const part = Math.max(t.lanes * (step * t.rowBlock + 1), t.slots * headDim);
+  return 4 * (part + step * t.rowBlock + t.rowBlock + 2 * t.slots * t.rowBlock);
+}
+
+function oneOf(field: string, value: number, allowed: readonly number[]): number {
+  if (!allowed.includes(value)) throw new TileConfigError(field, `${value} is not supported`, allowed.join(', '));
+  return value;
+}
+
+/** Pick lanes, slots, keys per step, the row block and the workspace size for a problem on a device. */
+export function chooseDecodeTiling(
+  p: DecodeShape,
+  limits: { maxComputeWorkgroupStorageSize: number; maxComputeWorkgroupsPerDimension: number },
+  options: DecodeTilingOptions,
+): DecodeTiling {
+  const maxThreads = oneOf('threads', options.threads ?? DEFAULT_THREADS, DECODE_THREADS);
+  const computeUnits = options.computeUnits;
+  if (!Number.isInteger(computeUnits) || computeUnits < 1) throw new ShapeError('computeUnits', `must be a positive integer, got ${computeUnits}`, 'integers ≥ 1');
+  const perUnit = options.workgroupsPerUnit ?? DEFAULT_WORKGROUPS_PER_UNIT;
+  if (!Number.isInteger(perUnit) || perUnit < 1) throw new ShapeError('workgroupsPerUnit', `must be a positive integer, got ${perUnit}`, 'integers ≥ 1');
+  const epw = p.dtype === 'f16' ? 8 : 4;
+  const words = p.headDim / epw;
+  // Fewest words per lane such that a row has at most 32 lanes (one subgroup on most GPUs).
+  const divisors = Array.from({ length: words }, (_, i) => i + 1).filter((c) => words % c === 0);
+  const cw = options.wordsPerLane ?? divisors.find((c) => words / c <= MAX_LANES)!;
+  if (!divisors.includes(cw)) throw new TileConfigError('wordsPerLane', `${cw} does not divide the ${words} words of a key row`, divisors.join(', '));
+  const lanes = words / cw;
+  if (lanes > maxThreads) throw new TileConfigError('wordsPerLane', `${lanes} lanes per key row exceed ${maxThreads} invocations`, divisors.filter((c) => words / c <= maxThreads).join(', '));
+  const slots = Math.floor(maxThreads / lanes);
+  const dimsPerLane = cw * epw;
+  // Rows per workgroup: as many as the register budget allows, spread evenly over the row blocks.
+  const rows = p.groupSize * p.seqQ;
+  const maxRows = Math.max(1, Math.floor(ROW_REGISTER_BUDGET / (2 * dimsPerLane)));
+  const rowBlocks = Math.ceil(rows / maxRows);
+  const rowBlock = Math.ceil(rows / rowBlocks);
+  const wantKu = options.keysPerSlot === undefined ? DEFAULT_KEYS_PER_SLOT : oneOf('keysPerSlot', options.keysPerSlot, DECODE_KEYS_PER_SLOT);
+  // Fewer keys per slot until the step's partials fit workgroup memory.
+  let keysPerSlot = 0;
+  for (const ku of DECODE_KEYS_PER_SLOT.filter((k) => k <= wantKu).reverse()) {
+    if (decodeStorageBytes({ lanes, slots, keysPerSlot: ku, rowBlock }, p.headDim) <= limits.maxComputeWorkgroupStorageSize) {
+      keysPerSlot = ku;
+      break;
+    }
+  }
+  if (keysPerSlot === 0)
+    throw new TileConfigError('threads', `no step of ${slots} key slots fits ${limits.maxComputeWorkgroupStorageSize} bytes of workgroup storage for ${rowBlock} rows of head dim ${p.headDim}`, 'fewer threads, or a device with more workgroup storage');
+  const blockN = slots * keysPerSlot;
+  const minSplitKeys = options.minSplitKeys ?? 2 * blockN;
+  if (!Number.isInteger(minSplitKeys) || minSplitKeys <= 0) throw new ShapeError('minSplitKeys', `must be a positive integer, got ${minSplitKeys}`, 'integers ≥ 1');
+  const maxG = limits.maxComputeWorkgroupsPerDimension;
+  if (p.headsKV > maxG) throw new ShapeError('q.shape[1]', `${p.headsKV} KV heads exceed ${maxG} workgroups`, `at most ${maxG}`);
+  if (p.batch > maxG) throw new ShapeError('q.shape[0]', `batch ${p.batch} exceeds ${maxG} workgroups`, `at most ${maxG}`);
+  if (p.groupSize * p.headsKV * p.seqQ > maxG) throw new ShapeError('q.shape[1]', `${p.groupSize * p.headsKV * p.seqQ} query rows per sequence exceed ${maxG} workgroups`, `at most ${maxG}`);
+  if (rowBlocks > maxG) throw new ShapeError('q.shape[2]', `${rowBlocks} row blocks exceed ${maxG} workgroups`, `at most ${maxG}`);
+  const base = p.batch * p.headsKV * rowBlocks;
+  // More splits than 4 rounds of the device's workgroup slots never pay (see chooseDecodeSplit).
+  const maxSplits = Math.max(1, Math.min(Math.ceil(p.seqK / Math.max(minSplitKeys, blockN)), Math.ceil((4 * computeUnits * perUnit) / base), Math.floor(maxG / rowBlocks)));
+  return {
+    threads: lanes * slots,
+    lanes,
+    wordsPerLane: cw,
+    slots,
+    keysPerSlot,
+    blockN,
+    prefetch: options.prefetch ?? true,
+    rowBlock,
+    rowBlocks,
+    maxSplits,
+    minSplitKeys,
+    computeUnits,
+    workgroupsPerUnit: perUnit,
+    workgroupStorageBytes: decodeStorageBytes({ lanes, slots, keysPerSlot, rowBlock }, p.headDim),
+    workspaceBytes: p.batch * p.groupSize * p.headsKV * p.seqQ * maxSplits * (p.headDim / 4 + 1) * 16,
+  };
+}
+
+export interface SplitPolicyInput {
+  /** Keys of the call's longest sequence. */
+  maxKv: number;
+  /** Workgroups per split: batch × KV heads × row blocks. */
+  baseWorkgroups: number;
+  computeUnits: number;
+  /** Resident workgroups a unit needs to saturate its memory bandwidth. */
+  workgroupsPerUnit: number;
+  /** Split lengths are multiples of this many keys (one step of the kernel). */
+  stepKeys: number;
+  /** Fewest keys per split when there is more than one split. */
+  minSplitKeys: number;
+  /** Most splits (the workspace's capacity). */
+  maxSplits: number;
+  /** Fixed cost of one workgroup (prologue, slot merge, partial write), in keys; default one step. */
+  overheadKeys?: number;
+}
+
+/**
+ * Split count for one call. Workgroups of a split do equal work, so the call
+ * lasts as long as the busiest compute unit: ⌈workgroups / units⌉ workgroups of
+ * (splitLen + overhead) keys each, where a unit given fewer than
+ * `workgroupsPerUnit` workgroups is modelled as no faster than with that many
+ * (it cannot keep enough loads in flight alone). The cheapest split count wins;
+ * ties go to fewer splits (less for the combine pass to merge).
+ */
+export function chooseDecodeSplit(i: SplitPolicyInput): DecodeSplit {
+  const step = i.stepKeys;
+  const overhead = i.overheadKeys ?? step;
+  const maxKv = Math.max(1, i.maxKv);
+  let best: DecodeSplit = { splits: 1, splitLen: Math.ceil(maxKv / step) * step };
+  let bestCost = Infinity;
+  for (let s = 1; s <= Math.max(1, i.maxSplits); s++) {
+    const splitLen = Math.ceil(Math.ceil(maxKv / s) / step) * step;
+    if (s > 1 && splitLen < i.minSplitKeys) break;
+    const splits = Math.ceil(maxKv / splitLen);
+    if (splits !== s) continue; // the same split length as a smaller count
+    const perUnit = Math.max(Math.ceil((i.baseWorkgroups * splits) / i.computeUnits), i.workgroupsPerUnit);
+    const cost = perUnit * (splitLen + overhead);
+    if (cost < bestCost) {
+      bestCost = cost;
+      best = { splits, splitLen };
+    }
+  }
+  return best;
+}
+
+/**
+ * Compute units of an adapter when it can be recognised (WebGPU does not report
+ * them): NVIDIA data-centre parts by name, else a small number for software
+ * adapters and a mid-range GPU's count otherwise. Pass `computeUnits` to the
+ * operator to override.
+ */
+export function decodeComputeUnits(adapter: { vendor: string; device: string; description: string; isSoftware: boolean }): number {
+  const name = `${adapter.device} ${adapter.description}`.toLowerCase();
+  if (/\bh100\b.*pcie|h100-pcie/.test(name)) return 114;
+  if (/\bh(100|200)\b|gh200|h100-|h200-/.test(name)) return 132;
+  if (/\ba100\b|a100-/.test(name)) return 108;
+  if (adapter.isSoftware) return 4;
+  return 32;
+}
