@@ -155,7 +155,7 @@ function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProbl
   const maskBlock = Math.max(tile.blockQ, tile.blockKV);
   return {
     source: flashAttentionPrefillMatrixKernel,
-    consts: { HEAD_DIM: problem.headDim, BLOCK_KV: tile.blockKV, SG_SIZE: MATRIX_SUBGROUP_SIZE, MASK_BLOCK: maskBlock },
+    consts: { HEAD_DIM: problem.headDim, BLOCK_KV: tile.blockKV, SUBGROUPS: tile.subgroups, SG_SIZE: MATRIX_SUBGROUP_SIZE, MASK_BLOCK: maskBlock },
     types: { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] },
     tile,
     maskBlock,

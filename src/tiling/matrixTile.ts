@@ -1,6 +1,7 @@
 /**
- * Tiles of the subgroup-matrix tier: one subgroup of 32 invocations per 16
- * query rows, K/V spans of `blockKV` keys, 16×16×16 matrix steps inside.
+ * Tiles of the subgroup-matrix tier: `subgroups` subgroups of 32 invocations
+ * per workgroup, each owning 16 query rows and sharing one staged K/V span of
+ * `blockKV` keys; 16×16×16 matrix steps inside.
  */
 import { TileConfigError } from '../errors.js';
 import type { TileLimits } from './tileConfig.js';
@@ -16,13 +17,21 @@ export interface MatrixTileConfig {
 
 export const MATRIX_SUBGROUP_SIZE = 32;
 
-/** Workgroup bytes: Q (f16) and O (f32) of 16 × D, S (f32) and P (f16) of 16 × blockKV, K and V (f16) of blockKV × D. */
+/** Most subgroups per workgroup the kernel is written for (query rows = 16 × subgroups ≤ 256). */
+export const MAX_MATRIX_SUBGROUPS = 16;
+
+/**
+ * Workgroup bytes, with the kernel's padded pitches: K and V (f16) of
+ * blockKV × (D + 8), S (f32) of blockQ × (blockKV + 4), P (f16) of
+ * blockQ × (blockKV + 8), and four flag words. Q and O live in registers.
+ */
 export function matrixTileStorageBytes(t: MatrixTileConfig, headDim: number): number {
-  return t.subgroups * 16 * (headDim * 6 + t.blockKV * 6) + t.blockKV * headDim * 4;
+  return 2 * t.blockKV * (headDim + 8) * 2 + t.blockQ * (t.blockKV + 4) * 4 + t.blockQ * (t.blockKV + 8) * 2 + 16;
 }
 
 export function checkMatrixTile(t: MatrixTileConfig, headDim: number, limits: TileLimits): void {
-  if (t.subgroups !== 1) throw new TileConfigError('tile.subgroups', `got ${t.subgroups}`, '1 (matrix offsets must be workgroup-uniform)');
+  if (!Number.isInteger(t.subgroups) || t.subgroups < 1 || t.subgroups > MAX_MATRIX_SUBGROUPS)
+    throw new TileConfigError('tile.subgroups', `got ${t.subgroups}`, `integers 1..${MAX_MATRIX_SUBGROUPS}`);
   if (t.blockQ !== 16 * t.subgroups) throw new TileConfigError('tile.blockQ', `${t.blockQ} ≠ 16 × subgroups (${t.subgroups})`, `${16 * t.subgroups}`);
   if (!Number.isInteger(t.blockKV) || t.blockKV <= 0 || t.blockKV % 16 !== 0)
     throw new TileConfigError('tile.blockKV', `got ${t.blockKV}`, 'positive multiples of 16');
@@ -35,14 +44,20 @@ export function checkMatrixTile(t: MatrixTileConfig, headDim: number, limits: Ti
     throw new TileConfigError('tile', `needs ${bytes} bytes of workgroup storage at headDim ${headDim}`, `at most ${limits.maxComputeWorkgroupStorageSize} bytes on this device`);
 }
 
-/**
- * One subgroup per workgroup (the matrix builtins need workgroup-uniform
- * offsets), with the longest K/V span (64, 32 or 16 keys) that fits.
- */
+/** Untuned candidates, best first (more subgroups share a staged K/V span; longer spans mean fewer barriers per key). */
+export const MATRIX_TILE_CANDIDATES: readonly (readonly [subgroups: number, blockKV: number])[] = [
+  [4, 32],
+  [2, 64],
+  [2, 32],
+  [1, 32],
+  [1, 16],
+];
+
+/** The first candidate that fits this device at this head dim. */
 export function chooseMatrixTile(headDim: number, limits: TileLimits): MatrixTileConfig {
   let last: unknown;
-  for (const blockKV of [64, 32, 16]) {
-    const t = { blockQ: 16, blockKV, subgroups: 1 };
+  for (const [subgroups, blockKV] of MATRIX_TILE_CANDIDATES) {
+    const t = { blockQ: 16 * subgroups, blockKV, subgroups };
     try {
       checkMatrixTile(t, headDim, limits);
       return t;

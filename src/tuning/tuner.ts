@@ -7,7 +7,7 @@ import { filledBuffer } from '../bench/suite.js';
 import { timeGpu } from '../bench/timing.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { BufferUsage } from '../runtime/usage.js';
-import { chooseMatrixTile, type MatrixTileConfig } from '../tiling/matrixTile.js';
+import { checkMatrixTile, MATRIX_TILE_CANDIDATES, type MatrixTileConfig } from '../tiling/matrixTile.js';
 import { checkTileConfig, TILE_CANDIDATES, type TileConfig } from '../tiling/tileConfig.js';
 import { adapterKey, type ShapeClass, type TunedEntry, type TuningTable } from './tuning.js';
 
@@ -51,7 +51,17 @@ export async function tune(rt: FastAttentionRuntime, options: TuneOptions): Prom
         }
       }
     }
-    if (cls.dtype === 'f16' && available.has('subgroup-matrix')) candidates.push({ tier: 'subgroup-matrix', tile: chooseMatrixTile(cls.headDim, rt.tileLimits) });
+    if (cls.dtype === 'f16' && available.has('subgroup-matrix')) {
+      for (const [subgroups, blockKV] of MATRIX_TILE_CANDIDATES) {
+        const tile = { blockQ: 16 * subgroups, blockKV, subgroups };
+        try {
+          checkMatrixTile(tile, cls.headDim, rt.tileLimits);
+          candidates.push({ tier: 'subgroup-matrix', tile });
+        } catch {
+          // does not fit this device: not a candidate
+        }
+      }
+    }
     const measured: TunedEntry['candidates'] = [];
     for (const c of candidates) {
       try {
