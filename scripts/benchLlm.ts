@@ -3,6 +3,9 @@
  * random weights, prompt 512, 50 generated tokens, batch 1 / 8 / 16, time to
  * first token and tokens per second, with the standard-attention baseline and
  * with FastAttention in the same run; then prompts of 2K–16K at batch 1.
+ * Before the table: the prefill GEMM kernels cross-checked on the device (tiled
+ * f32-FMA vs subgroup-matrix, max abs difference and TFLOP/s); after it, the
+ * fast path at batch 1 without f16 activations / without the matrix GEMM.
  *
  *   EXTRA_ENTRY=scripts/benchLlm.ts EXTRA_NAME=benchllm node scripts/build.mjs benchllm
  *   node dist/benchllm.js [--out FILE] [--config llama2-7b|tinyllama|tiny] [--dtype f16|f32]
@@ -20,8 +23,9 @@ import { createNodeRuntime } from '../src/node.js';
 import { swiftShaderEnv } from '../src/runtime/softwareAdapter.js';
 import { LLAMA2_7B, TINYLLAMA_1_1B, TINY_TEST_CONFIG, parameterCount, type LlamaConfig } from '../src/llm/config.js';
 import { LlamaWeights, type WeightDType } from '../src/llm/weights.js';
-import { DECODE_ATTENTION_TILE, LlamaRunner, type AttentionImpl, type GenerateResult } from '../src/llm/runner.js';
-import type { TileConfig } from '../src/tiling/tileConfig.js';
+import { LlamaRunner, type AttentionImpl, type GemmKind, type GenerateResult } from '../src/llm/runner.js';
+import { checkGemms, type GemmCheckResult } from '../src/llm/gemmCheck.js';
+import type { KvDType } from '../src/kvcache/pagedKvCache.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string): string | undefined => {
@@ -44,6 +48,10 @@ interface Point {
   prompt: number;
   newTokens: number;
   prefillChunk?: number;
+  /** Attention/KV storage type, prefill GEMM kernel and KV cache of the runner. */
+  activations?: KvDType;
+  gemm?: GemmKind;
+  kvCache?: string;
   ttftMs?: number;
   totalMs?: number;
   decodeMs?: number;
@@ -115,8 +123,15 @@ async function main(): Promise<void> {
     table: [] as Point[],
     ratios: [] as Array<Record<string, number | string>>,
     long: [] as Point[],
-    /** FastAttention decode at batch 1 with other decode tiles (the runner's default is first). */
-    decodeTileSweep: [] as Array<Point & { decodeTile: TileConfig }>,
+    /** The prefill GEMM kernels on LLaMA shapes: each against float64 on sampled rows, matrix vs tiled over all of C. */
+    gemmCheck: [] as Array<GemmCheckResult | { error: string }>,
+    /**
+     * Each configuration against the most exact one (fast attention, f32 activations, tiled GEMM) on the same weights:
+     * last-position logits of 2 prompts of 64 (max |Δ| over max |logit|) and 8 greedy tokens (positions equal).
+     */
+    consistency: [] as Array<Record<string, unknown>>,
+    /** Prompt 512 with parts of the configuration turned off (same run). */
+    ablation: [] as Point[],
     notes: [] as string[],
     elapsedS: 0,
   };
@@ -126,20 +141,73 @@ async function main(): Promise<void> {
     writeFileSync(out, JSON.stringify(result, null, 2));
   };
 
+  // The prefill GEMMs first: the QKV projection (N = 3H) and the MLP down projection (K = I) at 512 + 7 rows (a partial tile).
+  for (const [N, K] of [[3 * config.hiddenSize, config.hiddenSize], [config.hiddenSize, config.intermediateSize]]) {
+    if (software || K % 64 !== 0) break;
+    try {
+      const r = await checkGemms(rt, { M: 519, N, K, reps: 10, sampleRows: 4 });
+      result.gemmCheck.push(r);
+      console.error(JSON.stringify(r));
+    } catch (e) {
+      result.gemmCheck.push({ error: `${(e as Error).name}: ${(e as Error).message}` });
+    }
+  }
   const wt0 = performance.now();
   const weights = await LlamaWeights.random(rt, config, { seed: 1, dtype });
   result.notes.push(`weights: ${(weights.bytes / 2 ** 30).toFixed(2)} GiB generated on the GPU in ${((performance.now() - wt0) / 1000).toFixed(1)} s`);
   save();
 
+  if (!software) {
+    const ps = randomPrompts(2, 64, config.vocabSize, 5);
+    const configs: Array<[AttentionImpl, KvDType, GemmKind]> = [
+      ['fast', 'f32', 'tiled'],
+      ['fast', 'f16', 'matrix'],
+      ['standard', 'f16', 'matrix'],
+      ['fast', 'f16', 'tiled'],
+      ['fast', 'f32', 'matrix'],
+    ];
+    let ref: { logits: Float32Array; tokens: number[][] } | undefined;
+    for (const [attention, activations, gemm] of configs) {
+      const entry: Record<string, unknown> = { attention, activations, gemm };
+      let runner: LlamaRunner | undefined;
+      try {
+        runner = await LlamaRunner.create(rt, weights, { attention, activations, gemm, maxBatch: 2, maxSeqLen: 80 });
+        const logits = await runner.logits(ps);
+        const { tokens } = await runner.generate(ps, { maxNewTokens: 8 });
+        if (!ref) ref = { logits, tokens };
+        let scale = 0;
+        let err = 0;
+        for (let i = 0; i < logits.length; i++) {
+          scale = Math.max(scale, Math.abs(ref.logits[i]));
+          const d = Math.abs(logits[i] - ref.logits[i]);
+          err = Number.isNaN(d) ? Infinity : Math.max(err, d);
+        }
+        Object.assign(entry, { maxAbsLogitDiff: err, maxAbsLogit: scale, relative: err / scale, tokensEqual: tokens.map((t, b) => t.filter((x, i) => x === ref!.tokens[b][i]).length), tokens });
+      } catch (e) {
+        entry.error = `${(e as Error).name}: ${(e as Error).message}`;
+      } finally {
+        runner?.destroy();
+      }
+      result.consistency.push(entry);
+      console.error(JSON.stringify(entry));
+      save();
+    }
+  }
+
   const flopsPerToken = 2 * (params - config.vocabSize * config.hiddenSize); // matmuls (embedding lookup is not a matmul)
   const attnFlops = (batch: number, prompt: number): number => 4 * config.headDim * config.numHeads * config.numLayers * batch * ((prompt * (prompt + 1)) / 2);
 
-  const measure = async (attention: AttentionImpl, batch: number, prompt: number, newTokens: number, reps: number, decodeTile?: TileConfig): Promise<Point> => {
+  const measure = async (attention: AttentionImpl, batch: number, prompt: number, newTokens: number, reps: number, overrides: { activations?: KvDType; gemm?: GemmKind } = {}): Promise<Point> => {
     const point: Point = { attention, batch, prompt, newTokens };
     let runner: LlamaRunner | undefined;
     try {
-      runner = await LlamaRunner.create(rt, weights, { attention, maxBatch: batch, maxSeqLen: prompt + newTokens, decodeTile });
+      runner = await LlamaRunner.create(rt, weights, { attention, maxBatch: batch, maxSeqLen: prompt + newTokens, ...overrides });
       point.prefillChunk = runner.prefillChunk;
+      point.activations = runner.activations;
+      point.gemm = runner.gemmKind;
+      point.kvCache = runner.pagedCache
+        ? `paged, ${runner.pagedCache.pageTokens}-token pages, ${runner.activations}, ${(runner.pagedCache.bytes / 2 ** 20).toFixed(0)} MiB, K/V ${runner.pagedCache.directWrite ? 'written into reserved page slots by RoPE' : 'appended (copies)'}`
+        : `contiguous, ${runner.activations}, ${((runner.contiguousCache?.bytes ?? 0) / 2 ** 20).toFixed(0)} MiB`;
       // Warm-up: compiles every pipeline this shape uses (operators for other lengths reuse them).
       await runner.generate(randomPrompts(batch, Math.min(prompt, 64), config.vocabSize, 7), { maxNewTokens: 2 });
       const runs: GenerateResult[] = [];
@@ -190,17 +258,18 @@ async function main(): Promise<void> {
     save();
   }
   if (!software) {
-    // The split-KV decode kernel is not in the library yet: decode runs the fused kernel with one query row per
-    // sequence, so its tile decides how many barriers each key costs. Same protocol as the table, batch 1.
-    const tiles: TileConfig[] = [
-      DECODE_ATTENTION_TILE,
-      { blockQ: 16, blockKV: 32, rowsPerThread: 1, threadsPerRow: 16, chunk: 8, kvStages: 1 },
-      { blockQ: 16, blockKV: 64, rowsPerThread: 1, threadsPerRow: 16, chunk: 16, kvStages: 2 },
-      { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 16, kvStages: 1 },
+    // What each part of the configuration contributes (f16 attention/KV, the subgroup-matrix GEMM), same protocol as the table.
+    const variants: Array<[AttentionImpl, number, { activations?: KvDType; gemm?: GemmKind }]> = [
+      ['fast', 1, { gemm: 'tiled' }],
+      ['fast', 1, { activations: 'f32' }],
+      ['fast', 1, { activations: 'f32', gemm: 'tiled' }],
+      ['fast', 8, { gemm: 'tiled' }],
+      ['fast', 8, { activations: 'f32', gemm: 'tiled' }],
+      ['standard', 8, { activations: 'f32', gemm: 'tiled' }],
     ];
-    for (const decodeTile of tiles) {
+    for (const [attention, batch, v] of variants) {
       if ((performance.now() - t0) / 1000 > budgetS) break;
-      result.decodeTileSweep.push({ ...(await measure('fast', 1, table.prompt, table.newTokens, 2, decodeTile)), decodeTile });
+      result.ablation.push(await measure(attention, batch, table.prompt, table.newTokens, 2, v));
       save();
     }
   }

@@ -1,5 +1,6 @@
 // Prefill matrix product of the LLM runner: C[M, N] (+)= A[M, K] · W[N, K]ᵀ.
-// A is f32 activations (row-major, K contiguous); W is a linear layer's weight
+// A is activations (row-major, K contiguous) as words: f32, or packed f16 pairs when
+// A_F16 (the attention output of the f16 path); W is a linear layer's weight
 // in the checkpoint's [out, in] order, stored as words: f32 (one value per word)
 // or f16 packed two per word (unpack2x16float, core WGSL, so f16 weights work on
 // adapters without shader-f16). Accumulation is always f32.
@@ -17,13 +18,15 @@ const TILE_K: u32 = 16u;
 const TM: u32 = 4u;
 const TN: u32 = 4u;
 const WEIGHT_F16: bool = false;
+const A_F16: bool = false;
 
 const THREADS_N: u32 = TILE_N / TN;
 const THREADS_M: u32 = TILE_M / TM;
 const THREADS: u32 = THREADS_M * THREADS_N;
 // Weights per vec4<u32> load: 4 f32 or 8 f16.
 const W_PER_LOAD: u32 = select(4u, 8u, WEIGHT_F16);
-const A_LOADS: u32 = TILE_M * TILE_K / 4u;
+const A_PER_LOAD: u32 = select(4u, 8u, A_F16);
+const A_LOADS: u32 = TILE_M * TILE_K / A_PER_LOAD;
 const W_LOADS: u32 = TILE_N * TILE_K / W_PER_LOAD;
 
 struct Params {
@@ -34,7 +37,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4f>;
+@group(0) @binding(1) var<storage, read> a: array<vec4u>;
 @group(0) @binding(2) var<storage, read> w: array<vec4u>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
@@ -48,20 +51,29 @@ fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   let tx = tid % THREADS_N;
   let ty = tid / THREADS_N;
   let K = params.K;
-  let k4 = K / 4u;
+  let ka = K / A_PER_LOAD;
   let kw = K / W_PER_LOAD;
   var acc: array<f32, TM * TN>;
   for (var k0 = 0u; k0 < K; k0 += TILE_K) {
     for (var e = tid; e < A_LOADS; e += THREADS) {
-      let r = e / (TILE_K / 4u);
-      let c4 = e % (TILE_K / 4u);
-      var x = vec4f(0.0);
-      if (m0 + r < params.M) { x = a[(m0 + r) * k4 + k0 / 4u + c4]; }
-      let kk = c4 * 4u;
-      aTile[kk * TILE_M + r] = x.x;
-      aTile[(kk + 1u) * TILE_M + r] = x.y;
-      aTile[(kk + 2u) * TILE_M + r] = x.z;
-      aTile[(kk + 3u) * TILE_M + r] = x.w;
+      let r = e / (TILE_K / A_PER_LOAD);
+      let ca = e % (TILE_K / A_PER_LOAD);
+      var u = vec4u(0u);
+      if (m0 + r < params.M) { u = a[(m0 + r) * ka + k0 / A_PER_LOAD + ca]; }
+      let kk = ca * A_PER_LOAD;
+      if (A_F16) {
+        for (var j = 0u; j < 4u; j++) {
+          let h = unpack2x16float(u[j]);
+          aTile[(kk + 2u * j) * TILE_M + r] = h.x;
+          aTile[(kk + 2u * j + 1u) * TILE_M + r] = h.y;
+        }
+      } else {
+        let x = bitcast<vec4f>(u);
+        aTile[kk * TILE_M + r] = x.x;
+        aTile[(kk + 1u) * TILE_M + r] = x.y;
+        aTile[(kk + 2u) * TILE_M + r] = x.z;
+        aTile[(kk + 3u) * TILE_M + r] = x.w;
+      }
     }
     for (var e = tid; e < W_LOADS; e += THREADS) {
       let r = e / (TILE_K / W_PER_LOAD);

@@ -22,12 +22,14 @@ export {
 export { llamaTensorSpecs, checkCheckpointTensors, loadLlamaCheckpoint, memorySource, type CheckpointSource, type LoadedCheckpoint, type TensorSpec, type TensorKind } from './checkpoint.js';
 export { randomCheckpointTensors, randomTensor, tensorSeed, fmix32 } from './random.js';
 export { LlamaWeights, type WeightDType, type LlamaLayerWeights } from './weights.js';
-export { ContiguousKvCache, CAPACITY_MULTIPLE, type KvCache } from './kvCache.js';
+export { ContiguousKvCache, PagedLlmKvCache, CAPACITY_MULTIPLE, type LlmKvCacheShape } from './kvCache.js';
 export {
   LlamaRunner,
   GEMM_TILE_SMALL,
   GEMM_TILE_LARGE,
+  MATRIX_GEMM_BK,
   type AttentionImpl,
+  type GemmKind,
   type GemmTile,
   type LlamaRunnerOptions,
   type GenerateOptions,

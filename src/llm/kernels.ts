@@ -4,6 +4,8 @@
  * helper that binds and dispatches them. Kept apart from the attention library.
  */
 import gemmWgsl from '../../shaders/llm/gemm.wgsl?raw';
+import gemmMatrixWgsl from '../../shaders/llm/gemmMatrix.wgsl?raw';
+import gemmMatrixDirectWgsl from '../../shaders/llm/gemmMatrixDirect.wgsl?raw';
 import gemvWgsl from '../../shaders/llm/gemv.wgsl?raw';
 import rmsNormWgsl from '../../shaders/llm/rmsNorm.wgsl?raw';
 import ropeWgsl from '../../shaders/llm/rope.wgsl?raw';
@@ -15,10 +17,12 @@ import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { BindGroupCache } from '../runtime/bindGroupCache.js';
 import { PARAMS_BINDING, type CompiledKernel, type KernelSource } from '../runtime/pipelineCache.js';
 import { ParamsPool } from '../runtime/paramsPool.js';
-import type { WgslConsts } from '../runtime/wgsl.js';
+import type { WgslConsts, WgslTypes } from '../runtime/wgsl.js';
 
 export const llmKernels = {
   gemm: { name: 'llm.gemm', code: gemmWgsl },
+  gemmMatrix: { name: 'llm.gemmMatrix', code: gemmMatrixWgsl },
+  gemmMatrixDirect: { name: 'llm.gemmMatrixDirect', code: gemmMatrixDirectWgsl },
   gemv: { name: 'llm.gemv', code: gemvWgsl },
   rmsNorm: { name: 'llm.rmsNorm', code: rmsNormWgsl },
   rope: { name: 'llm.rope', code: ropeWgsl },
@@ -60,11 +64,11 @@ export class LlmKernelSet {
     this.bindGroups = new BindGroupCache(runtime.device, 8192);
   }
 
-  op(kernel: KernelSource, entry: string, consts: WgslConsts = {}): Promise<LlmOp> {
-    const key = `${kernel.name}:${entry}:${JSON.stringify(consts)}`;
+  op(kernel: KernelSource, entry: string, consts: WgslConsts = {}, types: WgslTypes = {}): Promise<LlmOp> {
+    const key = `${kernel.name}:${entry}:${JSON.stringify(consts)}:${JSON.stringify(types)}`;
     let hit = this.ops.get(key);
     if (!hit) {
-      hit = this.runtime.pipelines.get(kernel, entry, consts).then((compiled) => {
+      hit = this.runtime.pipelines.get(kernel, entry, consts, types).then((compiled) => {
         const layout = compiled.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
         const params = new ParamsPool(this.runtime.device.queue, this.runtime.ledger, kernel.name, layout, 0, this.runtime.capabilities.limits.minStorageBufferOffsetAlignment, 64);
         this.pools.push(params);

@@ -1,94 +1,220 @@
 /**
- * The KV cache interface of the runner and its contiguous implementation.
+ * The runner's two KV caches.
  *
- * The runner never computes a cache address itself: the RoPE kernel writes a
- * token's K and V at `slot(seq, pos) · Hkv · D` of the layer's buffers, and the
- * attention operators read the views this object describes. A cache whose
- * token vectors are not slot-major (the paged cache of src/kvcache stores each
- * page head-major) plugs in by giving step-local slots into a staging buffer and
- * appending from it; see src/llm/EMBEDDING.md.
+ * - {@link PagedLlmKvCache} (the fast path): one {@link PagedKvCache} per layer.
+ *   The RoPE kernel writes a step's K/V rows to a `[seq][Hkv][tokens][D]` staging
+ *   buffer and `PagedKvCache.append` moves them into pages (nothing already cached
+ *   is copied, nothing is allocated); the split-KV decode operator reads the pages.
+ *   A chunked prefill gathers the pages written so far into a contiguous buffer for
+ *   the fused prefill operator ({@link PagedLlmKvCache.gather}). Decode writes
+ *   without copies: before the first decode step every sequence's pages are
+ *   reserved for the whole generation ({@link PagedLlmKvCache.reserve}), and the
+ *   RoPE kernel stores each new token's K/V straight into its page slot
+ *   ({@link PagedLlmKvCache.slot}); `append` would cost one copy per (sequence,
+ *   head, layer) per token.
+ * - {@link ContiguousKvCache} (the standard-attention baseline only): the baseline
+ *   reads one contiguous `[1, Hkv, kvLen, D]` tensor per sequence, so the RoPE
+ *   kernel writes straight into `[maxBatch][capacity][Hkv][D]` per layer.
  */
 import { ShapeError } from '../errors.js';
 import type { BufferArg } from '../attention/problem.js';
-import type { TensorDesc } from '../tiling/layout.js';
+import { PagedKvCache, type KvDType } from '../kvcache/pagedKvCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { BufferUsage } from '../runtime/usage.js';
-
-export interface KvCache {
-  /** Sequences the cache holds at once. */
-  readonly maxBatch: number;
-  /** Tokens each sequence may hold (prompt + generated). */
-  readonly capacity: number;
-  readonly numLayers: number;
-  /** The buffers the RoPE kernel writes layer `l`'s K and V into (f32, slot-major, Hkv·D per slot). */
-  layer(l: number): { k: GPUBuffer; v: GPUBuffer };
-  /** Slot of position `pos` of sequence `seq`. */
-  slot(seq: number, pos: number): number;
-  /** K/V tensor description of a batch of `batch` sequences for the fused operator (valid lengths go in `kvLengths`). */
-  batchView(batch: number): TensorDesc;
-  /** K and V of one sequence's first `length` tokens, as a `[1, Hkv, length, D]` BSHD tensor (for per-sequence operators). */
-  sequenceView(l: number, seq: number): { k: BufferArg; v: BufferArg };
-  /** Bytes of K and V held. */
-  readonly bytes: number;
-  destroy(): void;
-}
 
 /** Capacities are rounded up to this many tokens so every sequence's slice starts 256-byte aligned. */
 export const CAPACITY_MULTIPLE = 64;
 
+export interface LlmKvCacheShape {
+  numLayers: number;
+  maxBatch: number;
+  /** Tokens per sequence: prompt + generated. */
+  maxSeqLen: number;
+  headsKV: number;
+  headDim: number;
+  /** Storage type of K and V (the attention operators' dtype). */
+  dtype: KvDType;
+}
+
 /**
- * One [maxBatch, capacity, Hkv, D] f32 buffer per layer for K and one for V
- * (BSHD: a token's heads are contiguous, the layout LLM runners use).
+ * One buffer per layer: K as [maxBatch, capacity, Hkv, D] (BSHD: a token's heads
+ * are contiguous), then V the same, starting at {@link ContiguousKvCache.vOffsetBytes}
+ * (256-byte aligned). Used by the standard-attention baseline.
  */
-export class ContiguousKvCache implements KvCache {
+export class ContiguousKvCache {
+  readonly numLayers: number;
+  readonly maxBatch: number;
   readonly capacity: number;
-  private readonly k: GPUBuffer[] = [];
-  private readonly v: GPUBuffer[] = [];
+  readonly dtype: KvDType;
+  /** Byte offset of V in each layer's buffer. */
+  readonly vOffsetBytes: number;
+  private readonly kv: GPUBuffer[] = [];
   private readonly seqBytes: number;
+  private readonly bpe: number;
+  private readonly headsKV: number;
+  private readonly headDim: number;
 
   constructor(
     private readonly runtime: FastAttentionRuntime,
-    readonly numLayers: number,
-    readonly maxBatch: number,
-    maxSeqLen: number,
-    private readonly headsKV: number,
-    private readonly headDim: number,
+    shape: LlmKvCacheShape,
   ) {
-    this.capacity = Math.ceil(maxSeqLen / CAPACITY_MULTIPLE) * CAPACITY_MULTIPLE;
-    this.seqBytes = this.capacity * headsKV * headDim * 4;
-    const size = maxBatch * this.seqBytes;
+    this.numLayers = shape.numLayers;
+    this.maxBatch = shape.maxBatch;
+    this.dtype = shape.dtype;
+    this.headsKV = shape.headsKV;
+    this.headDim = shape.headDim;
+    const bpe = shape.dtype === 'f16' ? 2 : 4;
+    this.bpe = bpe;
+    this.capacity = Math.ceil(shape.maxSeqLen / CAPACITY_MULTIPLE) * CAPACITY_MULTIPLE;
+    this.seqBytes = this.capacity * shape.headsKV * shape.headDim * bpe;
+    const size = shape.maxBatch * this.seqBytes;
     const limit = runtime.capabilities.limits.maxStorageBufferBindingSize;
     if (size > limit)
-      throw new ShapeError('maxSeqLen', `a layer's K cache for ${maxBatch} × ${this.capacity} tokens needs ${size} bytes, over maxStorageBufferBindingSize (${limit})`, `maxBatch · maxSeqLen ≤ ${Math.floor(limit / (headsKV * headDim * 4))} tokens (or a paged cache)`);
-    for (let l = 0; l < numLayers; l++) {
-      this.k.push(runtime.ledger.create('llm.kvCache', { label: `llm.kvCache.k${l}`, size, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC }));
-      this.v.push(runtime.ledger.create('llm.kvCache', { label: `llm.kvCache.v${l}`, size, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC }));
-    }
+      throw new ShapeError('maxSeqLen', `a layer's K cache for ${shape.maxBatch} × ${this.capacity} tokens needs ${size} bytes, over maxStorageBufferBindingSize (${limit})`, `maxBatch · maxSeqLen ≤ ${Math.floor(limit / (shape.headsKV * shape.headDim * bpe))} tokens (or the fast attention's paged cache)`);
+    this.vOffsetBytes = size;
+    for (let l = 0; l < shape.numLayers; l++)
+      this.kv.push(runtime.ledger.create('llm.kvCache', { label: `llm.kvCache.layer${l}`, size: 2 * size, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC }));
   }
 
   get bytes(): number {
     return 2 * this.numLayers * this.maxBatch * this.seqBytes;
   }
 
-  layer(l: number): { k: GPUBuffer; v: GPUBuffer } {
-    return { k: this.k[l], v: this.v[l] };
+
+  /** The buffer the RoPE kernel writes layer `l`'s K and V into, and where V starts (elements). */
+  layer(l: number): { kv: GPUBuffer; vOffset: number } {
+    return { kv: this.kv[l], vOffset: this.vOffsetBytes / this.bpe };
   }
 
-  slot(seq: number, pos: number): number {
-    return seq * this.capacity + pos;
+  /** Element index of token `pos` of sequence `seq`, head 0 (heads follow at stride `headDim`). */
+  element(seq: number, pos: number): number {
+    return (seq * this.capacity + pos) * this.headsKV * this.headDim;
   }
 
-  batchView(batch: number): TensorDesc {
-    return { shape: [batch, this.headsKV, this.capacity, this.headDim], layout: 'BSHD' };
-  }
-
+  /** K and V of one sequence as `[1, Hkv, ·, D]` BSHD tensors at byte offsets. */
   sequenceView(l: number, seq: number): { k: BufferArg; v: BufferArg } {
-    return { k: { buffer: this.k[l], offset: seq * this.seqBytes }, v: { buffer: this.v[l], offset: seq * this.seqBytes } };
+    return { k: { buffer: this.kv[l], offset: seq * this.seqBytes }, v: { buffer: this.kv[l], offset: this.vOffsetBytes + seq * this.seqBytes } };
   }
 
   destroy(): void {
-    for (const b of [...this.k, ...this.v]) this.runtime.ledger.destroy(b);
-    this.k.length = 0;
-    this.v.length = 0;
+    for (const b of this.kv) this.runtime.ledger.destroy(b);
+    this.kv.length = 0;
+  }
+}
+
+/** One paged cache per layer, all with the same geometry and the same sequence lengths. */
+export class PagedLlmKvCache {
+  readonly layers: PagedKvCache[] = [];
+  readonly maxBatch: number;
+  readonly dtype: KvDType;
+  readonly pageTokens: number;
+  private readonly headsKV: number;
+  private readonly headDim: number;
+
+  constructor(runtime: FastAttentionRuntime, shape: LlmKvCacheShape, pageTokens: number, maxPoolBytes?: number) {
+    this.maxBatch = shape.maxBatch;
+    this.dtype = shape.dtype;
+    this.pageTokens = pageTokens;
+    this.headsKV = shape.headsKV;
+    this.headDim = shape.headDim;
+    try {
+      for (let l = 0; l < shape.numLayers; l++)
+        this.layers.push(
+          PagedKvCache.create(runtime, { sequences: shape.maxBatch, headsKV: shape.headsKV, headDim: shape.headDim, dtype: shape.dtype, pageTokens, maxTokensPerSequence: shape.maxSeqLen, maxBufferBytes: maxPoolBytes }),
+        );
+    } catch (e) {
+      this.destroy();
+      throw e;
+    }
+  }
+
+  get bytes(): number {
+    let n = 0;
+    for (const c of this.layers) for (const b of c.pools) n += b.size;
+    return n;
+  }
+
+  /** Every layer's pages live in one pool buffer, so a kernel can write a token's slot directly (otherwise decode appends). */
+  get directWrite(): boolean {
+    return this.layers.every((c) => c.pools.length === 1);
+  }
+
+  /**
+   * Grow sequences `[0, batch)` of every layer to `length` tokens without
+   * copying anything: their pages so far are kept and the lowest free pages
+   * added (`assignPages`), the same in every layer. The tokens past what was
+   * written are a reservation the caller fills in order (the attention
+   * operators read only up to the `kvLengths` they are given).
+   */
+  reserve(batch: number, length: number): void {
+    const want = Math.ceil(length / this.pageTokens);
+    for (const cache of this.layers) {
+      const used = new Set<number>();
+      for (let s = 0; s < this.maxBatch; s++) for (const p of cache.pagesOf(s)) used.add(p);
+      let next = 0;
+      for (let s = 0; s < batch; s++) {
+        if (cache.length(s) >= length) continue;
+        const pages = cache.pagesOf(s);
+        while (pages.length < want) {
+          while (used.has(next)) next++;
+          if (next >= cache.geometry.totalPages) throw new ShapeError('length', `${length} tokens for ${batch} sequences need more than the cache's ${cache.geometry.totalPages} pages`, `at most ${cache.capacityTokens} tokens per sequence`);
+          used.add(next);
+          pages.push(next);
+        }
+        cache.assignPages(s, pages, length);
+      }
+    }
+    // Identical calls on identical caches give identical pages: slot() relies on it.
+    const first = this.layers[0];
+    for (const cache of this.layers)
+      for (let s = 0; s < batch; s++)
+        if (cache.pagesOf(s).join() !== first.pagesOf(s).join()) throw new Error('PagedLlmKvCache: layers disagree on page placement');
+  }
+
+  /**
+   * Where token `pos` of sequence `seq` lives in every layer's pool buffer (all
+   * layers place pages alike): element index of its K for head 0, the element
+   * distance between heads, and V's distance from K.
+   */
+  slot(seq: number, pos: number): { element: number; headStride: number; vOffset: number } {
+    const cache = this.layers[0];
+    const g = cache.geometry;
+    const page = cache.pagesOf(seq)[Math.floor(pos / this.pageTokens)];
+    if (page === undefined) throw new ShapeError('pos', `token ${pos} of sequence ${seq} is past its ${cache.length(seq)} cached tokens`, `positions below ${cache.length(seq)}`);
+    const bpe = this.dtype === 'f16' ? 2 : 4;
+    return { element: cache.byteOffset(page, false, 0, pos % this.pageTokens).offset / bpe, headStride: this.pageTokens * this.headDim, vOffset: (g.headsKV * this.pageTokens * this.headDim) };
+  }
+
+  /** Empty every sequence of every layer (pages back to the free lists). */
+  reset(): void {
+    for (const c of this.layers) for (let s = 0; s < this.maxBatch; s++) if (c.length(s) > 0) c.release(s);
+  }
+
+  /**
+   * Record copies of layer `l`'s first `tokens` keys and values of sequences
+   * `[0, batch)` into `[batch][Hkv][capacity][D]` buffers (BHSD with `capacity`
+   * rows per head): one copy per (sequence, head, page), K and V.
+   */
+  gather(encoder: GPUCommandEncoder, l: number, batch: number, tokens: number, k: GPUBuffer, v: GPUBuffer, capacity: number): void {
+    const cache = this.layers[l];
+    const rowBytes = this.headDim * (this.dtype === 'f16' ? 2 : 4);
+    for (let b = 0; b < batch; b++) {
+      const pages = cache.pagesOf(b);
+      for (let p = 0; p * this.pageTokens < tokens; p++) {
+        const rows = Math.min(this.pageTokens, tokens - p * this.pageTokens);
+        for (let h = 0; h < this.headsKV; h++) {
+          const dst = ((b * this.headsKV + h) * capacity + p * this.pageTokens) * rowBytes;
+          const sk = cache.byteOffset(pages[p], false, h, 0);
+          const sv = cache.byteOffset(pages[p], true, h, 0);
+          encoder.copyBufferToBuffer(cache.pools[sk.pool], sk.offset, k, dst, rows * rowBytes);
+          encoder.copyBufferToBuffer(cache.pools[sv.pool], sv.offset, v, dst, rows * rowBytes);
+        }
+      }
+    }
+  }
+
+  destroy(): void {
+    for (const c of this.layers) c.destroy();
+    this.layers.length = 0;
   }
 }

@@ -7,7 +7,7 @@ import { loadLlamaCheckpoint, memorySource, llamaTensorSpecs, type LoadedCheckpo
 import { randomCheckpointTensors, randomTensor } from '../../src/llm/random.js';
 import { f16ToF32, serializeSafetensors, tensorToF32 } from '../../src/llm/safetensors.js';
 import { LlamaWeights } from '../../src/llm/weights.js';
-import { DECODE_ATTENTION_TILE, GEMM_TILE_LARGE, LlamaRunner, type AttentionImpl } from '../../src/llm/runner.js';
+import { GEMM_TILE_LARGE, LlamaRunner, type AttentionImpl } from '../../src/llm/runner.js';
 import { cpuGreedyGenerate, cpuLlamaLogits, type CpuWeights } from '../../src/llm/cpuModel.js';
 
 /** Build a tiny model, save it as safetensors, and load it back: the path a real checkpoint takes. */
@@ -53,7 +53,8 @@ describe('Llama runner on WebGPU vs the float64 CPU model', () => {
     rt = await sharedRuntime();
     f32 = await tinyCheckpoint(untied, 11, 'F32');
     weights = LlamaWeights.fromCheckpoint(rt, f32.ckpt, 'f32');
-    for (const attention of ['fast', 'standard'] as AttentionImpl[]) runners.set(attention, await LlamaRunner.create(rt, weights, { attention, maxBatch: 2, maxSeqLen: 10 }));
+    // 8-token pages: prompts of 7 plus generated tokens cross a page boundary of the paged cache.
+    for (const attention of ['fast', 'standard'] as AttentionImpl[]) runners.set(attention, await LlamaRunner.create(rt, weights, { attention, maxBatch: 2, maxSeqLen: 10, pageTokens: 8 }));
   });
   afterAll(() => {
     for (const r of runners.values()) r.destroy();
@@ -70,7 +71,8 @@ describe('Llama runner on WebGPU vs the float64 CPU model', () => {
 
     it(`${attention} attention: greedy generation equals the CPU model's tokens, and a repeat allocates nothing`, async () => {
       const runner = runners.get(attention)!;
-      const ps = prompts(2, 5, untied.vocabSize, 3);
+      // 7 prompt tokens + 2 decoded ones are cached: the fast path's second 8-token page is in use when the last token is chosen.
+      const ps = prompts(2, 7, untied.vocabSize, 3);
       const out = await runner.generate(ps, { maxNewTokens: 3 });
       ps.forEach((p, b) => {
         const ref = cpuGreedyGenerate(untied, f32.cpu, p, 3);
@@ -78,6 +80,16 @@ describe('Llama runner on WebGPU vs the float64 CPU model', () => {
         expect(ref.minMargin).toBeGreaterThan(1e-3);
         expect(out.tokens[b]).toEqual(ref.tokens);
       });
+      if (attention === 'fast') {
+        for (const cache of runner.pagedCache!.layers)
+          for (let b = 0; b < 2; b++) {
+            expect(cache.length(b)).toBe(9);
+            expect(cache.pagesOf(b)).toHaveLength(2);
+          }
+        expect(runner.contiguousCache).toBeUndefined();
+      } else {
+        expect(runner.pagedCache).toBeUndefined();
+      }
       expect(out.ttftMs).toBeGreaterThan(0);
       expect(out.totalMs).toBeGreaterThanOrEqual(out.ttftMs);
       if (attention === 'fast') {
@@ -89,6 +101,21 @@ describe('Llama runner on WebGPU vs the float64 CPU model', () => {
       }
     });
   }
+
+  it('decode through PagedKvCache.append when the pages of a layer span several pool buffers gives the same tokens', async () => {
+    // One 8-token page per pool buffer (2 KV heads × 8 tokens × 32 dims × 4 bytes × K and V = 4 KiB): 2 sequences × 2 pages take 4 pools.
+    const runner = await LlamaRunner.create(rt, weights, { attention: 'fast', maxBatch: 2, maxSeqLen: 10, pageTokens: 8, kvPoolBytes: 4096 });
+    try {
+      expect(runner.pagedCache!.directWrite).toBe(false);
+      const ps = prompts(2, 7, untied.vocabSize, 3);
+      const out = await runner.generate(ps, { maxNewTokens: 3 });
+      ps.forEach((p, b) => expect(out.tokens[b]).toEqual(cpuGreedyGenerate(untied, f32.cpu, p, 3).tokens));
+      expect(runner.pagedCache!.layers[0].pools.length).toBeGreaterThan(1);
+      expect(runner.pagedCache!.layers[0].length(1)).toBe(9);
+    } finally {
+      runner.destroy();
+    }
+  });
 
   it('prefill in chunks (attention over the cache so far) gives the same logits', async () => {
     const runner = await LlamaRunner.create(rt, weights, { attention: 'fast', maxBatch: 1, maxSeqLen: 8, prefillChunk: 3 });
@@ -102,8 +129,8 @@ describe('Llama runner on WebGPU vs the float64 CPU model', () => {
   });
 
   // Hardware runs pick these by default. Compiling them on SwiftShader takes ~30 s, so CI skips it; FASTATTN_LLM_FULL=1 runs it.
-  it.runIf(process.env.FASTATTN_LLM_FULL === '1')('the GPU configuration (128×128 GEMM tiles, wide reductions, the decode attention tile) gives the same tokens', async () => {
-    const runner = await LlamaRunner.create(rt, weights, { attention: 'fast', maxBatch: 2, maxSeqLen: 8, gemmTile: GEMM_TILE_LARGE, reductions: 'wide', decodeTile: DECODE_ATTENTION_TILE });
+  it.runIf(process.env.FASTATTN_LLM_FULL === '1')('the GPU configuration (128×128 GEMM tiles, wide reductions, default attention tiles) gives the same tokens', async () => {
+    const runner = await LlamaRunner.create(rt, weights, { attention: 'fast', maxBatch: 2, maxSeqLen: 8, gemmTile: GEMM_TILE_LARGE, reductions: 'wide', prefillTile: undefined });
     try {
       // 10 prompt rows: the prefill goes through the GEMM in one partial 128×128 tile; decode through the 2-row GEMV.
       const ps = prompts(2, 5, untied.vocabSize, 12);
