@@ -16,13 +16,15 @@ import { swiftShaderEnv } from './runtime/softwareAdapter.js';
 import { chooseTileConfig, type TileConfig } from './tiling/tileConfig.js';
 import { selfCheck } from './bench/selfCheck.js';
 import { tune } from './tuning/tuner.js';
-import { adapterKey, parseTuningTable, seqBucket, shapeClassKey, type ShapeClass } from './tuning/tuning.js';
+import { adapterKey, mergeTuningTables, parseTuningTable, seqBucket, shapeClassKey, type ShapeClass } from './tuning/tuning.js';
 import type { AttentionDType } from './attention/problem.js';
 import type { KernelTier } from './attention/tiers.js';
-import { formatBenchTable, runBench, type BenchCase, type BenchVariant } from './bench/suite.js';
+import { formatBenchTable, runBench, type BenchCase, type BenchRow, type BenchVariant } from './bench/suite.js';
 
 const USAGE = `usage: fastattn <info|check|bench|tune> [options]
   tune [--seq ..] [--dim ..] [--dtype f32,f16] [--causal both] [--heads N] --out FILE
+  merge-tuning BASE.json UPDATE.json --out FILE
+                         BASE with UPDATE's shape classes replaced (no GPU needed)
                          time every (tier, tile) per shape class on this adapter; write the winners as JSON
   info                   adapter, features, limits and default tiles (JSON)
   check [--cases N] [--dtype f32|f16] [--tier subgroup-matrix|f16|f32]
@@ -75,13 +77,25 @@ async function main(): Promise<number> {
     },
   });
   const command = positionals[0];
-  if (values.help || !['bench', 'info', 'check', 'tune'].includes(command)) {
+  if (values.help || !['bench', 'info', 'check', 'tune', 'merge-tuning'].includes(command)) {
     console.log(USAGE);
     return values.help ? 0 : 2;
+  }
+  if (command === 'merge-tuning') {
+    // No GPU needed: combine a shipped table with a partial re-tune.
+    const [base, update] = positionals.slice(1).map((p) => parseTuningTable(readFileSync(p, 'utf8')));
+    if (!base || !update || !values.out) {
+      console.log(USAGE);
+      return 2;
+    }
+    writeFileSync(values.out, `${JSON.stringify(mergeTuningTables(base, update), null, 2)}\n`);
+    console.log(`merged tuning table written to ${values.out}`);
+    return 0;
   }
 
   // Ceilings first, while the GPU is otherwise idle; same machine, same run.
   const ceilings = values.peaks ? measureCeilings(values.peaks) : undefined;
+  if (ceilings) console.error(`ceilings measured in this run: ${JSON.stringify(ceilings)}`);
   let rt;
   try {
     rt = await createNodeRuntime();
@@ -147,6 +161,11 @@ async function main(): Promise<number> {
     const [blockQ, blockKV, rowsPerThread, threadsPerRow, chunk, kvStages] = values.tile.split(',').map(Number);
     tile = { blockQ, blockKV, rowsPerThread, threadsPerRow, chunk, kvStages: kvStages as 1 | 2 };
   }
+  const slug = `${caps.adapter.vendor}-${caps.adapter.architecture || caps.adapter.device}`.replace(/[^A-Za-z0-9_.-]+/g, '_');
+  const started = new Date().toISOString();
+  const out = values.out ?? join('bench', 'results', `bench-${slug}-${started.replace(/[:.]/g, '-')}.json`);
+  mkdirSync(join(out, '..'), { recursive: true });
+  const rows: BenchRow[] = [];
   const cases: BenchCase[] = [];
   for (const headDim of dims) for (const seq of seqs) for (const causal of causals) cases.push({ batch, heads, seq, headDim, causal });
   const report = await runBench(rt, {
@@ -158,15 +177,16 @@ async function main(): Promise<number> {
     minSampleMs: soft ? 0 : undefined,
     ceilings,
     onProgress: (done, total, row) => {
-      if (!values.json && row) console.error(`[${done}/${total}] ${row.variant} ${row.shape.seq}${row.shape.causal ? ' causal' : ''}: ${row.timing.medianMs.toFixed(3)} ms`);
+      if (!row) return;
+      if (!values.json) console.error(`[${done}/${total}] ${row.variant} ${row.shape.seq}${row.shape.causal ? ' causal' : ''}: ${row.timing.medianMs.toFixed(3)} ms`);
+      // Keep what is measured so far on disk: a run cut short (a time limit) still leaves its rows.
+      rows.push(row);
+      writeFileSync(out, `${JSON.stringify({ adapter: caps.adapter, features: caps.features, date: started, ceilings: ceilings ?? null, complete: false, rows }, null, 2)}\n`);
     },
   });
-  const slug = `${caps.adapter.vendor}-${caps.adapter.architecture || caps.adapter.device}`.replace(/[^A-Za-z0-9_.-]+/g, '_');
-  const out = values.out ?? join('bench', 'results', `bench-${slug}-${report.date.replace(/[:.]/g, '-')}.json`);
-  mkdirSync(join(out, '..'), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
   // The same table beside the JSON, for reading in a repository browser.
   const table = formatBenchTable(report);
+  writeFileSync(out, `${JSON.stringify({ ...report, complete: true }, null, 2)}\n`);
   writeFileSync(out.replace(/\.json$/, '') + '.md', `# fastattn bench\n\n\`\`\`text\n${table}\n\`\`\`\n`);
   console.log(values.json ? JSON.stringify(report, null, 2) : table);
   if (!values.json) console.log(`results written to ${out} (and .md)`);

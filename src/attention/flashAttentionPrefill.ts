@@ -32,6 +32,8 @@ import { chooseTier, type KernelTier, type TierChoice } from './tiers.js';
 
 /** Tiers this operator implements. */
 export const IMPLEMENTED_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['subgroup-matrix', 'f16', 'f32']);
+/** Tiers that read a paged KV cache. */
+const VECTOR_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['f16', 'f32']);
 
 export const flashAttentionPrefillKernel = { name: 'flashAttentionPrefill', code: prefillWgsl };
 export const flashAttentionPrefillMatrixKernel = { name: 'flashAttentionPrefillSubgroupMatrix', code: prefillMatrixWgsl };
@@ -227,7 +229,7 @@ export class FlashAttentionPrefill {
     const tuned = options.tier === undefined && options.tile === undefined ? usableTuned(runtime, problem) : undefined;
     const choice = tuned
       ? { tier: tuned.tier, reason: `tuned for ${shapeClassKey(tuned.shapeClass)} on ${runtime.tuning!.adapter} (${tuned.medianMs.toFixed(3)} ms)` }
-      : chooseTier(runtime.capabilities, IMPLEMENTED_TIERS, problem.dtype, problem.headDim, options.tier);
+      : chooseTier(runtime.capabilities, problem.paged ? VECTOR_TIERS : IMPLEMENTED_TIERS, problem.dtype, problem.headDim, options.tier);
     const tile = tuned ? tuned.tile : options.tile;
     // Tiers that keep f16 slices round every staged value to f16; the f32 tier checks only when asked.
     const checkF16 = choice.tier !== 'f32' || options.checkF16Range === true;

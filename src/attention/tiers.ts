@@ -70,8 +70,9 @@ export function chooseTier(caps: DeviceCapabilities, implemented: ReadonlySet<Ke
     return { tier: requested, reason: `requested; ${a.reason}` };
   }
   if (dtype === 'f32') return { tier: 'f32', reason: 'f32 storage: the f32 tier keeps full precision (request another tier to trade it for speed)' };
-  // Untuned default for f16 storage: the f16 tier, measured faster than this
-  // version's subgroup-matrix kernel on an H100 (bench/results); a tuning table
-  // for the adapter overrides this choice per shape class.
-  return { tier: 'f16', reason: `${ok('f16').reason}; the untuned default for f16 storage (tuning tables may pick subgroup-matrix)` };
+  // Untuned default for f16 storage: tensor cores where the device has them
+  // (2.0-2.7× the f16 tier on an H100, bench/results/bench-f16-h100-sweep-2026-11-24-run1.txt), else
+  // the f16 tier; a tuning table for the adapter overrides this per shape class.
+  if (ok('subgroup-matrix').available) return { tier: 'subgroup-matrix', reason: `${ok('subgroup-matrix').reason}; the untuned default for f16 storage` };
+  return { tier: 'f16', reason: `${ok('f16').reason}; the untuned default for f16 storage without subgroup matrices` };
 }

@@ -83,3 +83,15 @@ export function parseTuningTable(json: string | object): TuningTable {
   }
   return t;
 }
+
+/**
+ * `base` with `update`'s entries in place of those of the same shape class
+ * (and any new classes added): re-tuning some classes keeps the others. Both
+ * tables must be for the same adapter.
+ */
+export function mergeTuningTables(base: TuningTable, update: TuningTable): TuningTable {
+  if (base.adapter !== update.adapter) throw new TypeError(`tuning tables of different adapters: ${base.adapter} and ${update.adapter}`);
+  const byClass = new Map(base.entries.map((e) => [shapeClassKey(e.shapeClass), e]));
+  for (const e of update.entries) byClass.set(shapeClassKey(e.shapeClass), e);
+  return { adapter: base.adapter, date: update.date, measuredWith: update.measuredWith, entries: [...byClass.values()] };
+}

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { createNodeRuntime } from '../../src/node.js';
 import { tune } from '../../src/tuning/tuner.js';
-import { lookupTuned, parseTuningTable, seqBucket, shapeClassKey, type TuningTable } from '../../src/tuning/tuning.js';
+import { lookupTuned, mergeTuningTables, parseTuningTable, seqBucket, shapeClassKey, type TuningTable } from '../../src/tuning/tuning.js';
 import { SHIPPED_TUNING } from '../../src/tuning/shipped.js';
 
 const entry = (seqBucket: number, ms: number) => ({
@@ -30,6 +30,15 @@ describe('tuning tables', () => {
   it('rejects malformed tables', () => {
     expect(() => parseTuningTable('{"entries": []}')).toThrow(/adapter/);
     expect(() => parseTuningTable({ adapter: 'a', entries: [{ tier: 'f32' }] })).toThrow(/entry 0/);
+  });
+
+  it('merges a partial re-tune into a table, class by class', () => {
+    const base: TuningTable = { adapter: 'x/y', date: 'a', measuredWith: { batch: 1, heads: 1 }, entries: [entry(1024, 1), entry(8192, 2)] };
+    const update: TuningTable = { adapter: 'x/y', date: 'b', measuredWith: { batch: 1, heads: 32 }, entries: [entry(8192, 3), entry(4096, 4)] };
+    const merged = mergeTuningTables(base, update);
+    expect(merged.entries.map((e) => [e.shapeClass.seqBucket, e.medianMs])).toEqual([[1024, 1], [8192, 3], [4096, 4]]);
+    expect(merged.date).toBe('b');
+    expect(() => mergeTuningTables(base, { ...update, adapter: 'x/z' })).toThrow(/different adapters/);
   });
 
   it('shipped tables parse', () => {
