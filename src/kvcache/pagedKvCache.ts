@@ -4,8 +4,10 @@
  * buffers, each within `maxStorageBufferBindingSize`, so a cache can exceed what
  * one binding can address. A page table (u32 per (sequence, logical page))
  * gives each page's global physical id; appending tokens fills the current page
- * and takes a page from the free list when it is full. Existing data is never
- * copied, and no buffer is created after construction.
+ * and takes a page from the free list when it is full. {@link PagedKvCache.reserve}
+ * grows a sequence the same way without copying anything, for writers that store
+ * K/V straight into page slots ({@link PagedKvCache.byteOffset}). Existing data is
+ * never copied, and no buffer is created after construction.
  *
  * Page layout (words of 16 bytes): `[K: H_kv][pageTokens][D] [V: H_kv][pageTokens][D]`,
  * so one head's keys of a page are contiguous (coalesced reads, one copy per
@@ -200,16 +202,9 @@ export class PagedKvCache {
     const g = this.geometry;
     this.checkSeq('seq', seq);
     const tokens = src.tokens;
-    if (!Number.isInteger(tokens) || tokens < 0) throw new ShapeError('tokens', `must be a non-negative integer, got ${tokens}`, 'integers ≥ 0');
     const layout = src.layout ?? 'BHSD';
     if (layout !== 'BHSD' && layout !== 'BSHD') throw new UnsupportedError('layout', `unknown layout ${JSON.stringify(layout)}`, 'BHSD, BSHD');
-    const len = this.lengthsHost[seq];
-    if (len + tokens > this.capacityTokens)
-      throw new ShapeError('tokens', `sequence ${seq} holds ${len} tokens; ${tokens} more exceed its capacity of ${this.capacityTokens}`, `at most ${this.capacityTokens - len}`);
-    const have = Math.ceil(len / g.pageTokens);
-    const need = Math.ceil((len + tokens) / g.pageTokens) - have;
-    if (need > this.freePages.length)
-      throw new BufferError('cache.pages', `appending ${tokens} tokens needs ${need} free pages, ${this.freePages.length} are left`, `at most ${this.freePages.length * g.pageTokens + (have * g.pageTokens - len)} more tokens`);
+    const { len, have, need } = this.checkGrowth(seq, tokens, 'appending');
     const bytes = g.dtype === 'f16' ? 2 : 4;
     const rowBytes = g.headDim * bytes;
     const srcBytes = tokens * g.headsKV * rowBytes;
@@ -217,13 +212,8 @@ export class PagedKvCache {
     const v = this.resolveSource('v', src.v, srcBytes);
     if (tokens === 0) return;
 
+    this.takePages(seq, have, need);
     const base = seq * g.maxPagesPerSequence;
-    for (let p = 0; p < need; p++) {
-      const page = this.freePages.pop()!;
-      this.pageOwner[page] = seq;
-      this.setEntry(base + have + p, page);
-    }
-    if (need > 0) this.runtime.device.queue.writeBuffer(this.pageTable, (base + have) * 4, this.tableHost, base + have, need);
     // One copy per (K/V, head, run of tokens inside one page); BSHD sources are token-major, so one per token.
     for (let t = 0; t < tokens; ) {
       const pos = len + t;
@@ -240,6 +230,36 @@ export class PagedKvCache {
       t += run;
     }
     this.lengthsHost[seq] = len + tokens;
+  }
+
+  /**
+   * Grow sequence `seq` by `tokens` positions without writing any data: the
+   * pages they need come from the free list, the length grows, and only the
+   * new page-table entries are uploaded (one `writeBuffer`, ordered before any
+   * later submit). The caller stores the K/V of positions `[start, start + tokens)`
+   * in their page slots ({@link PagedKvCache.byteOffset}, {@link PagedKvCache.pagesOf})
+   * before an operator reads them; operators read only up to the key lengths
+   * they are given, so slots still unwritten are harmless until then. Every
+   * check runs before anything changes.
+   *
+   * @returns `start`, the first reserved position (the previous length).
+   * @throws {ShapeError} `seq` out of range; `tokens` not an integer ≥ 0 or past the sequence capacity.
+   * @throws {BufferError} `cache.pages`: fewer free pages than the growth needs.
+   *
+   * @example
+   * ```ts
+   * const start = cache.reserve(0, 16);          // positions [start, start + 16) of sequence 0
+   * const page = cache.pagesOf(0)[Math.floor(start / cache.geometry.pageTokens)];
+   * const { pool, offset } = cache.byteOffset(page, false, 0, start % cache.geometry.pageTokens);
+   * ```
+   */
+  reserve(seq: number, tokens: number): number {
+    this.runtime.assertAlive();
+    this.checkSeq('seq', seq);
+    const { len, have, need } = this.checkGrowth(seq, tokens, 'reserving');
+    this.takePages(seq, have, need);
+    this.lengthsHost[seq] = len + tokens;
+    return len;
   }
 
   /**
@@ -297,6 +317,32 @@ export class PagedKvCache {
   destroy(): void {
     for (const b of this.pools) this.runtime.ledger.destroy(b);
     this.runtime.ledger.destroy(this.pageTable);
+  }
+
+  /** Pages and length a growth of `tokens` needs; throws (before any change) past the capacity or the free pages. */
+  private checkGrowth(seq: number, tokens: number, verb: string): { len: number; have: number; need: number } {
+    const g = this.geometry;
+    if (!Number.isInteger(tokens) || tokens < 0) throw new ShapeError('tokens', `must be a non-negative integer, got ${tokens}`, 'integers ≥ 0');
+    const len = this.lengthsHost[seq];
+    if (len + tokens > this.capacityTokens)
+      throw new ShapeError('tokens', `sequence ${seq} holds ${len} tokens; ${tokens} more exceed its capacity of ${this.capacityTokens}`, `at most ${this.capacityTokens - len}`);
+    const have = Math.ceil(len / g.pageTokens);
+    const need = Math.ceil((len + tokens) / g.pageTokens) - have;
+    if (need > this.freePages.length)
+      throw new BufferError('cache.pages', `${verb} ${tokens} tokens needs ${need} free pages, ${this.freePages.length} are left`, `at most ${this.freePages.length * g.pageTokens + (have * g.pageTokens - len)} more tokens`);
+    return { len, have, need };
+  }
+
+  /** Give sequence `seq` logical pages `[have, have + need)` from the free list and upload just those table entries. */
+  private takePages(seq: number, have: number, need: number): void {
+    if (need === 0) return;
+    const base = seq * this.geometry.maxPagesPerSequence;
+    for (let p = 0; p < need; p++) {
+      const page = this.freePages.pop()!;
+      this.pageOwner[page] = seq;
+      this.setEntry(base + have + p, page);
+    }
+    this.runtime.device.queue.writeBuffer(this.pageTable, (base + have) * 4, this.tableHost, base + have, need);
   }
 
   private setEntry(at: number, page: number): void {

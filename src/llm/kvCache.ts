@@ -2,21 +2,21 @@
  * The runner's two KV caches.
  *
  * - {@link PagedLlmKvCache} (the fast path): one {@link PagedKvCache} per layer.
- *   The RoPE kernel writes a step's K/V rows to a `[seq][Hkv][tokens][D]` staging
- *   buffer and `PagedKvCache.append` moves them into pages (nothing already cached
- *   is copied, nothing is allocated); the split-KV decode operator reads the pages.
- *   A chunked prefill gathers the pages written so far into a contiguous buffer for
- *   the fused prefill operator ({@link PagedLlmKvCache.gather}). Decode writes
- *   without copies: before the first decode step every sequence's pages are
- *   reserved for the whole generation ({@link PagedLlmKvCache.reserve}), and the
- *   RoPE kernel stores each new token's K/V straight into its page slot
- *   ({@link PagedLlmKvCache.slot}); `append` would cost one copy per (sequence,
- *   head, layer) per token.
+ *   Every layer's pages are written and read in place: the split-KV decode
+ *   operator and, for a later chunk of a chunked prefill, the fused prefill
+ *   operator read them through the page table (nothing is gathered or copied
+ *   back). When a layer's pages fit one pool buffer ({@link PagedLlmKvCache.directWrite})
+ *   the runner reserves positions ({@link PagedLlmKvCache.reserve}, i.e.
+ *   `PagedKvCache.reserve` per layer) and the RoPE kernel stores each token's
+ *   K/V straight into its page slot ({@link PagedLlmKvCache.slot}); otherwise it
+ *   writes a `[seq][Hkv][tokens][D]` staging buffer that `PagedKvCache.append`
+ *   moves into pages (one copy per (sequence, head, page run), nothing already
+ *   cached is copied, nothing is allocated).
  * - {@link ContiguousKvCache} (the standard-attention baseline only): the baseline
  *   reads one contiguous `[1, Hkv, kvLen, D]` tensor per sequence, so the RoPE
  *   kernel writes straight into `[maxBatch][capacity][Hkv][D]` per layer.
  */
-import { ShapeError } from '../errors.js';
+import { BufferError, ShapeError } from '../errors.js';
 import type { BufferArg } from '../attention/problem.js';
 import { PagedKvCache, type KvDType } from '../kvcache/pagedKvCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
@@ -140,31 +140,31 @@ export class PagedLlmKvCache {
   }
 
   /**
-   * Grow sequences `[0, batch)` of every layer to `length` tokens without
-   * copying anything: their pages so far are kept and the lowest free pages
-   * added (`assignPages`), the same in every layer. The tokens past what was
-   * written are a reservation the caller fills in order (the attention
-   * operators read only up to the `kvLengths` they are given).
+   * Grow sequences `[0, batch)` of every layer to `length` tokens (those
+   * already that long are left alone) without copying anything:
+   * `PagedKvCache.reserve` takes their next pages from each layer's free list.
+   * The tokens past what was written are a reservation the caller fills in
+   * order (the attention operators read only up to the `kvLengths` they are given).
+   *
+   * Every layer goes through the same reserve/release sequence, so their free
+   * lists, hence their page ids, stay identical: {@link slot} relies on it (one
+   * RoPE record per token serves every layer) and this checks it.
    */
   reserve(batch: number, length: number): void {
-    const want = Math.ceil(length / this.pageTokens);
-    for (const cache of this.layers) {
-      const used = new Set<number>();
-      for (let s = 0; s < this.maxBatch; s++) for (const p of cache.pagesOf(s)) used.add(p);
-      let next = 0;
+    // Checked once up front (layers are alike) so a failure leaves every layer unchanged.
+    const c0 = this.layers[0];
+    if (!Number.isInteger(batch) || batch < 1 || batch > this.maxBatch) throw new ShapeError('batch', `got ${batch}`, `integers in [1, ${this.maxBatch}]`);
+    if (!Number.isInteger(length) || length < 0 || length > c0.capacityTokens)
+      throw new ShapeError('length', `${length} tokens per sequence`, `integers in [0, ${c0.capacityTokens}] (the cache's capacity per sequence)`);
+    let need = 0;
+    for (let s = 0; s < batch; s++) need += Math.max(0, Math.ceil(length / this.pageTokens) - Math.ceil(c0.length(s) / this.pageTokens));
+    if (need > c0.freePageCount)
+      throw new BufferError('cache.pages', `${batch} sequences of ${length} tokens need ${need} more pages per layer, ${c0.freePageCount} are free`, `at most ${c0.freePageCount} more pages per layer`);
+    for (const cache of this.layers)
       for (let s = 0; s < batch; s++) {
-        if (cache.length(s) >= length) continue;
-        const pages = cache.pagesOf(s);
-        while (pages.length < want) {
-          while (used.has(next)) next++;
-          if (next >= cache.geometry.totalPages) throw new ShapeError('length', `${length} tokens for ${batch} sequences need more than the cache's ${cache.geometry.totalPages} pages`, `at most ${cache.capacityTokens} tokens per sequence`);
-          used.add(next);
-          pages.push(next);
-        }
-        cache.assignPages(s, pages, length);
+        const have = cache.length(s);
+        if (have < length) cache.reserve(s, length - have);
       }
-    }
-    // Identical calls on identical caches give identical pages: slot() relies on it.
     const first = this.layers[0];
     for (const cache of this.layers)
       for (let s = 0; s < batch; s++)
@@ -173,8 +173,8 @@ export class PagedLlmKvCache {
 
   /**
    * Where token `pos` of sequence `seq` lives in every layer's pool buffer (all
-   * layers place pages alike): element index of its K for head 0, the element
-   * distance between heads, and V's distance from K.
+   * layers place pages alike, see {@link reserve}): element index of its K for
+   * head 0, the element distance between heads, and V's distance from K.
    */
   slot(seq: number, pos: number): { element: number; headStride: number; vOffset: number } {
     const cache = this.layers[0];
@@ -188,29 +188,6 @@ export class PagedLlmKvCache {
   /** Empty every sequence of every layer (pages back to the free lists). */
   reset(): void {
     for (const c of this.layers) for (let s = 0; s < this.maxBatch; s++) if (c.length(s) > 0) c.release(s);
-  }
-
-  /**
-   * Record copies of layer `l`'s first `tokens` keys and values of sequences
-   * `[0, batch)` into `[batch][Hkv][capacity][D]` buffers (BHSD with `capacity`
-   * rows per head): one copy per (sequence, head, page), K and V.
-   */
-  gather(encoder: GPUCommandEncoder, l: number, batch: number, tokens: number, k: GPUBuffer, v: GPUBuffer, capacity: number): void {
-    const cache = this.layers[l];
-    const rowBytes = this.headDim * (this.dtype === 'f16' ? 2 : 4);
-    for (let b = 0; b < batch; b++) {
-      const pages = cache.pagesOf(b);
-      for (let p = 0; p * this.pageTokens < tokens; p++) {
-        const rows = Math.min(this.pageTokens, tokens - p * this.pageTokens);
-        for (let h = 0; h < this.headsKV; h++) {
-          const dst = ((b * this.headsKV + h) * capacity + p * this.pageTokens) * rowBytes;
-          const sk = cache.byteOffset(pages[p], false, h, 0);
-          const sv = cache.byteOffset(pages[p], true, h, 0);
-          encoder.copyBufferToBuffer(cache.pools[sk.pool], sk.offset, k, dst, rows * rowBytes);
-          encoder.copyBufferToBuffer(cache.pools[sv.pool], sv.offset, v, dst, rows * rowBytes);
-        }
-      }
-    }
   }
 
   destroy(): void {

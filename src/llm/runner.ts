@@ -9,12 +9,15 @@
  *   → final RMSNorm of each sequence's last token → logits → sample on the GPU.
  *
  * Fast path (`attention: 'fast'`): the KV cache is paged ({@link PagedLlmKvCache},
- * one PagedKvCache per layer). RoPE writes the step's K/V rows to a staging buffer,
- * `PagedKvCache.append` copies them into pages (between two compute passes), the
- * prefill runs the fused FastAttention operator over the staging rows (a later
- * chunk of a chunked prefill over the pages gathered back into a contiguous
- * buffer), and decode runs the split-KV decode operator over the pages (GQA, one
- * query per sequence). Baseline (`'standard'`): RoPE writes into a contiguous
+ * one PagedKvCache per layer). With one pool buffer per layer (the usual case)
+ * positions are reserved first and RoPE stores K/V straight into their page
+ * slots; otherwise RoPE writes a staging buffer and `PagedKvCache.append` copies
+ * the rows into pages (between two compute passes). The first prefill chunk runs
+ * the fused FastAttention operator over the chunk's own K/V rows (contiguous
+ * staging, any tier); a later chunk of a chunked prefill runs it over the pages
+ * in place (`createPrefill({ q, cache })`, one operator per layer, vector tiers);
+ * decode runs the split-KV decode operator over the pages (GQA, one query per
+ * sequence). Baseline (`'standard'`): RoPE writes into a contiguous
  * cache that the unfused operator reads per sequence; GEMMs, norms and sampling
  * are the same kernels, so a comparison isolates attention and its KV handling.
  *
@@ -30,7 +33,7 @@
  * allocates nothing.
  */
 import { ShapeError, UnsupportedError } from '../errors.js';
-import type { FlashAttentionPrefill } from '../attention/flashAttentionPrefill.js';
+import { MAX_PREFILL_POOL_BUFFERS, type FlashAttentionPrefill } from '../attention/flashAttentionPrefill.js';
 import type { StandardAttention } from '../attention/standardAttention.js';
 import { hasSubgroupMatrix16 } from '../attention/tiers.js';
 import type { FlashDecode } from '../decode/flashDecode.js';
@@ -89,8 +92,10 @@ export interface LlamaRunnerOptions {
   pageTokens?: number;
   /**
    * Cap on the bytes of one pool buffer of the paged cache; default the device's
-   * binding limit. With more than one pool per layer decode appends its K/V
-   * (copies) instead of writing them in place.
+   * binding limit. With more than one pool per layer K/V are appended (copies)
+   * instead of written in place. A chunked prefill (`prefillChunk` < `maxSeqLen`)
+   * reads the pages through the fused operator, which binds at most 2 pool
+   * buffers per layer: more is rejected at creation (`UnsupportedError`).
    */
   kvPoolBytes?: number;
 }
@@ -163,8 +168,17 @@ interface AttentionStep {
   decode: boolean;
 }
 
-/** The attention of one step: the fused prefill operator, the split-KV decode operators (per layer), or the baseline. */
-type StepAttention = { kind: 'prefill'; op: FlashAttentionPrefill } | { kind: 'decode' } | { kind: 'standard'; op: StandardAttention };
+/**
+ * The attention of one step: the fused prefill operator over the step's own K/V
+ * (a first prefill chunk), the fused operator over each layer's pages (a later
+ * chunk: the operator is bound to its layer's cache), the split-KV decode
+ * operators (per layer), or the baseline.
+ */
+type StepAttention =
+  | { kind: 'prefill'; op: FlashAttentionPrefill }
+  | { kind: 'pagedPrefill'; ops: FlashAttentionPrefill[] }
+  | { kind: 'decode' }
+  | { kind: 'standard'; op: StandardAttention };
 
 export class LlamaRunner {
   readonly config: LlamaConfig;
@@ -183,11 +197,9 @@ export class LlamaRunner {
   readonly contiguousCache: ContiguousKvCache | undefined;
   private readonly kernels: LlmKernelSet;
   private readonly bufs: Record<'tokens' | 'meta' | 'unusedPages' | 'x' | 'xn' | 'qkv' | 'q' | 'attnOut' | 'gateUp' | 'h' | 'last' | 'logits' | 'history' | 'rope' | 'logitsStaging' | 'historyStaging', GPUBuffer> &
-    Partial<Record<'kvStage' | 'kGather' | 'vGather', GPUBuffer>>;
+    Partial<Record<'kvStage', GPUBuffer>>;
   /** Byte offset of V in the staging buffer (K rows first). */
   private readonly stageVBytes: number;
-  /** Rows per head of the gather buffers (chunked fast prefill), 0 without. */
-  private readonly gatherCapacity: number;
   private readonly fastOps = new Map<string, Promise<FlashAttentionPrefill>>();
   private readonly standardOps = new Map<string, Promise<StandardAttention>>();
   private decodeOps: FlashDecode[] = [];
@@ -263,8 +275,21 @@ export class LlamaRunner {
       throw new ShapeError('prefillChunk', `maxBatch · prefillChunk = ${tokens} rows exceeds ${L.maxComputeWorkgroupsPerDimension} workgroups`, `maxBatch · prefillChunk ≤ ${L.maxComputeWorkgroupsPerDimension}`);
     const pageTokens = options.pageTokens ?? (maxSeqLen > 4096 ? 1024 : 256);
     const cacheShape = { numLayers: c.numLayers, maxBatch, maxSeqLen, headsKV: c.numKvHeads, headDim: c.headDim, dtype: activations };
-    if (this.attention === 'fast') this.pagedCache = new PagedLlmKvCache(runtime, cacheShape, pageTokens, options.kvPoolBytes);
-    else this.contiguousCache = new ContiguousKvCache(runtime, cacheShape);
+    if (this.attention === 'fast') {
+      this.pagedCache = new PagedLlmKvCache(runtime, cacheShape, pageTokens, options.kvPoolBytes);
+      const g = this.pagedCache.layers[0].geometry;
+      const pools = this.pagedCache.layers[0].pools.length;
+      // A later prefill chunk reads the pages through the fused operator (no gather copy): it binds at most 2 pool buffers.
+      if (this.prefillChunk < maxSeqLen && pools > MAX_PREFILL_POOL_BUFFERS) {
+        this.pagedCache.destroy();
+        const minPoolBytes = Math.ceil(g.totalPages / MAX_PREFILL_POOL_BUFFERS) * g.pageBytes;
+        throw new UnsupportedError(
+          options.kvPoolBytes !== undefined ? 'kvPoolBytes' : 'prefillChunk',
+          `a chunked prefill (prefillChunk ${this.prefillChunk} < maxSeqLen ${maxSeqLen}) reads each layer's pages through the fused operator, which binds at most ${MAX_PREFILL_POOL_BUFFERS} pool buffers; this cache has ${pools} per layer`,
+          `prefillChunk ≥ maxSeqLen (${maxSeqLen}), or pool buffers of at least ${minPoolBytes} bytes (kvPoolBytes; at most ${MAX_PREFILL_POOL_BUFFERS} per layer), or a smaller maxBatch · maxSeqLen`,
+        );
+      }
+    } else this.contiguousCache = new ContiguousKvCache(runtime, cacheShape);
     this.kernels = new LlmKernelSet(runtime);
     const S = BufferUsage.STORAGE;
     const make = (name: string, bytes: number, usage: number): GPUBuffer => {
@@ -281,21 +306,9 @@ export class LlamaRunner {
       const rows = Math.ceil(tokens / ROW_PAD) * ROW_PAD;
       const headRows = Math.ceil(maxBatch / ROW_PAD) * ROW_PAD;
       const ropeRows = Math.ceil(maxSeqLen / 64) * 64;
-      // A later chunk of a chunked fast prefill attends over the pages gathered back into [batch][Hkv][maxSeqLen][D].
-      this.gatherCapacity = this.attention === 'fast' && this.prefillChunk < maxSeqLen ? maxSeqLen : 0;
       // Staging rows: K of every token, then V at a 256-byte aligned offset (the prefill operator binds V there).
       this.stageVBytes = Math.ceil((tokens * Hkv * this.bpe) / 256) * 256;
-      const staging = (this.attention === 'fast'
-        ? {
-            kvStage: make('kvStage', 2 * this.stageVBytes, S | BufferUsage.COPY_SRC),
-            ...(this.gatherCapacity > 0
-              ? {
-                  kGather: make('kGather', maxBatch * this.gatherCapacity * Hkv * this.bpe, S | BufferUsage.COPY_DST),
-                  vGather: make('vGather', maxBatch * this.gatherCapacity * Hkv * this.bpe, S | BufferUsage.COPY_DST),
-                }
-              : {}),
-          }
-        : {}) as Partial<Record<'kvStage' | 'kGather' | 'vGather', GPUBuffer>>;
+      const staging: Partial<Record<'kvStage', GPUBuffer>> = this.attention === 'fast' ? { kvStage: make('kvStage', 2 * this.stageVBytes, S | BufferUsage.COPY_SRC) } : {};
       this.bufs = {
         ...staging,
         tokens: make('tokens', tokens * 4, S | BufferUsage.COPY_DST),
@@ -409,14 +422,13 @@ export class LlamaRunner {
 
   // ---- planning of attention operators ----
 
-  /** The fused prefill operator over `kvRows` key rows per head (the step's staging rows, or the gather buffers). */
+  /** The fused prefill operator of a first chunk: its keys are the chunk's own staging rows (`[batch][Hkv][seqQ][D]`). */
   private fastOp(step: AttentionStep): Promise<FlashAttentionPrefill> {
-    const kvRows = step.kvLen === step.seqQ ? step.seqQ : this.gatherCapacity;
-    const key = `${step.batch}:${step.seqQ}:${kvRows}`;
+    const key = `${step.batch}:${step.seqQ}`;
     let op = this.fastOps.get(key);
     if (!op) {
       const c = this.config;
-      const kv = { shape: [step.batch, c.numKvHeads, kvRows, c.headDim] as [number, number, number, number], layout: 'BHSD' as const };
+      const kv = { shape: [step.batch, c.numKvHeads, step.seqQ, c.headDim] as [number, number, number, number], layout: 'BHSD' as const };
       op = this.runtime.createPrefill({
         q: { shape: [step.batch, c.numHeads, step.seqQ, c.headDim], layout: 'BSHD' },
         k: kv,
@@ -429,6 +441,34 @@ export class LlamaRunner {
       op.catch(() => this.fastOps.delete(key));
     }
     return op;
+  }
+
+  /**
+   * The fused prefill operators of a later chunk, one per layer, each reading
+   * its layer's pages in place. Operators over a cache serve all its sequence
+   * slots (`q` is `[maxBatch, Hq, seqQ, D]`): slots past the step's batch get
+   * 0 keys, so their rows cost one empty pass and are never read.
+   */
+  private pagedOps(step: AttentionStep): Promise<FlashAttentionPrefill[]> {
+    const c = this.config;
+    return Promise.all(
+      this.pagedCache!.layers.map((cache, l) => {
+        const key = `paged:${step.seqQ}:${l}`;
+        let op = this.fastOps.get(key);
+        if (!op) {
+          op = this.runtime.createPrefill({
+            q: { shape: [this.maxBatch, c.numHeads, step.seqQ, c.headDim], layout: 'BSHD' },
+            cache,
+            causal: true,
+            dtype: this.activations,
+            tile: this.prefillTile,
+          });
+          this.fastOps.set(key, op);
+          op.catch(() => this.fastOps.delete(key));
+        }
+        return op;
+      }),
+    );
   }
 
   /** The baseline bakes its key length into its dense mask: one operator per (query length, key length), run per sequence. */
@@ -450,6 +490,7 @@ export class LlamaRunner {
       steps.map(async (s): Promise<StepAttention> => {
         if (this.attention === 'standard') return { kind: 'standard', op: await this.standardOp(s) };
         if (s.decode) return { kind: 'decode' };
+        if (s.kvLen > s.seqQ) return { kind: 'pagedPrefill', ops: await this.pagedOps(s) };
         return { kind: 'prefill', op: await this.fastOp(s) };
       }),
     );
@@ -488,9 +529,10 @@ export class LlamaRunner {
 
   /**
    * All layers for `batch` sequences of `seqQ` new tokens each (rows b·seqQ + s),
-   * then the last token of each sequence to a sampled token. The fast path ends
-   * the compute pass after each layer's RoPE to append the step's K/V rows to the
-   * pages (copies), and opens another for attention and the MLP.
+   * then the last token of each sequence to a sampled token. Without direct page
+   * writes the fast path ends the compute pass after each layer's RoPE to append
+   * the step's K/V rows to the pages (copies), and opens another for attention
+   * and the MLP.
    */
   private encodeStep(enc: GPUCommandEncoder, step: AttentionStep, attn: StepAttention, sampleStep: number, temperature: number, seed: number, head: boolean): void {
     const c = this.config;
@@ -505,9 +547,11 @@ export class LlamaRunner {
     const a16 = this.activations === 'f16';
     const kv = this.kvScratch.subarray(0, step.batch).fill(step.kvLen);
     const paged = this.pagedCache;
-    // With one pool buffer per layer, K/V go straight into reserved page slots: decode writes only there, the
-    // prefill also into staging (the fused operator's contiguous input). Otherwise rows go to staging and are appended.
+    // With one pool buffer per layer, K/V go straight into reserved page slots: steps that read the pages (decode, a
+    // later prefill chunk) write only there, a first prefill chunk also into staging (the fused operator's contiguous
+    // input). Otherwise rows go to staging and are appended.
     const direct = attn.kind !== 'standard' && paged !== undefined && paged.directWrite;
+    const readsPages = attn.kind === 'decode' || attn.kind === 'pagedPrefill';
     const stage = { kv: b.kvStage!, vOffset: this.stageVBytes / this.bpe, headStride: step.seqQ * c.headDim };
     const kvVisible = { buffer: b.kvStage!, offset: 0 };
     const pageSlot = direct ? paged!.slot(0, 0) : undefined;
@@ -518,7 +562,7 @@ export class LlamaRunner {
       let kvOut: { kv: GPUBuffer; vOffset: number; headStride: number };
       let pages = b.unusedPages;
       if (attn.kind === 'standard') kvOut = { ...this.contiguousCache!.layer(l), headStride: c.headDim };
-      else if (direct && attn.kind === 'decode') kvOut = { kv: paged!.layers[l].pools[0], vOffset: pageSlot!.vOffset, headStride: pageSlot!.headStride };
+      else if (direct && readsPages) kvOut = { kv: paged!.layers[l].pools[0], vOffset: pageSlot!.vOffset, headStride: pageSlot!.headStride };
       else {
         kvOut = stage;
         if (direct) pages = paged!.layers[l].pools[0];
@@ -548,29 +592,20 @@ export class LlamaRunner {
           const at = s * step.seqQ * Hq * this.bpe;
           attn.op.encode(pass, { q: { buffer: b.q, offset: at }, k: view.k, v: view.v, o: { buffer: b.attnOut, offset: at } });
         }
-      } else if (direct && attn.kind === 'decode') {
-        this.decodeOps[l].encode(pass, { q: b.q, o: b.attnOut }, { kvLengths: this.decodeLengths(step) });
-      } else if (direct && attn.kind === 'prefill' && step.kvLen === step.seqQ) {
-        attn.op.encode(pass, { q: b.q, k: kvVisible, v: { buffer: b.kvStage!, offset: this.stageVBytes }, o: b.attnOut }, { kvLengths: kv });
       } else {
-        // Copies run between passes: append this step's rows to the layer's pages (unless RoPE wrote them there).
-        pass.end();
-        const cache = paged!.layers[l];
-        const seqBytes = step.seqQ * Hkv * this.bpe;
-        for (let s = 0; s < step.batch && !direct; s++)
-          cache.append(enc, s, { k: { buffer: b.kvStage!, offset: s * seqBytes }, v: { buffer: b.kvStage!, offset: this.stageVBytes + s * seqBytes }, tokens: step.seqQ, layout: 'BHSD' });
-        if (attn.kind === 'decode') {
+        if (!direct) {
+          // Copies run between passes: append this step's rows to the layer's pages.
+          pass.end();
+          const cache = paged!.layers[l];
+          const seqBytes = step.seqQ * Hkv * this.bpe;
+          for (let s = 0; s < step.batch; s++)
+            cache.append(enc, s, { k: { buffer: b.kvStage!, offset: s * seqBytes }, v: { buffer: b.kvStage!, offset: this.stageVBytes + s * seqBytes }, tokens: step.seqQ, layout: 'BHSD' });
           pass = enc.beginComputePass({ label: 'llm.step' });
-          this.decodeOps[l].encode(pass, { q: b.q, o: b.attnOut }, { kvLengths: this.decodeLengths(step) });
-        } else if (step.kvLen === step.seqQ) {
-          pass = enc.beginComputePass({ label: 'llm.step' });
-          (attn as { op: FlashAttentionPrefill }).op.encode(pass, { q: b.q, k: kvVisible, v: { buffer: b.kvStage!, offset: this.stageVBytes }, o: b.attnOut }, { kvLengths: kv });
-        } else {
-          // A later prefill chunk: its keys are the pages so far (this chunk's included), gathered contiguous.
-          paged!.gather(enc, l, step.batch, step.kvLen, b.kGather!, b.vGather!, this.gatherCapacity);
-          pass = enc.beginComputePass({ label: 'llm.step' });
-          (attn as { op: FlashAttentionPrefill }).op.encode(pass, { q: b.q, k: b.kGather!, v: b.vGather!, o: b.attnOut }, { kvLengths: kv });
         }
+        if (attn.kind === 'decode') this.decodeOps[l].encode(pass, { q: b.q, o: b.attnOut }, { kvLengths: this.cacheLengths(step) });
+        // A later prefill chunk: its queries against every key so far (this chunk's included), read from the pages in place.
+        else if (attn.kind === 'pagedPrefill') attn.ops[l].encode(pass, { q: b.q, o: b.attnOut }, { kvLengths: this.cacheLengths(step) });
+        else attn.op.encode(pass, { q: b.q, k: kvVisible, v: { buffer: b.kvStage!, offset: this.stageVBytes }, o: b.attnOut }, { kvLengths: kv });
       }
       this.matmul(pass, b.attnOut, lw.o, b.x, T, H, Hq, true, a16);
       this.kernels.dispatch(pass, this.ops.rmsNorm, { rows: T, dim: H, rowStep: 1, rowOffset: 0, eps }, [b.x, lw.mlpNorm, b.xn], [T, 1, 1]);
@@ -586,8 +621,8 @@ export class LlamaRunner {
     pass.end();
   }
 
-  /** Keys per cache sequence for a decode step: the batch's, 0 for unused sequence slots. */
-  private decodeLengths(step: AttentionStep): Uint32Array {
+  /** Keys per cache sequence for an operator bound to the cache: the batch's, 0 for unused sequence slots. */
+  private cacheLengths(step: AttentionStep): Uint32Array {
     const lens = this.decodeKvScratch.fill(0);
     lens.fill(step.kvLen, 0, step.batch);
     return lens;
@@ -596,9 +631,11 @@ export class LlamaRunner {
   /**
    * RoPE's per-token record: position, element index of the K head-0 vector of
    * row (seq b, step-local s) in the buffer RoPE writes, and of its page slot
-   * when it writes pages too.
+   * when it writes pages too. `readsPages`: the step's attention reads the pages
+   * (decode, a later prefill chunk), so with direct writes the page slot is
+   * RoPE's only output.
    */
-  private setMeta(at: number, b: number, s: number, pos: number, seqQ: number, decode: boolean): void {
+  private setMeta(at: number, b: number, s: number, pos: number, seqQ: number, readsPages: boolean): void {
     const c = this.config;
     const meta = this.metaScratch;
     const paged = this.pagedCache;
@@ -606,7 +643,7 @@ export class LlamaRunner {
     const page = direct ? paged.slot(b, pos).element : 0;
     meta[4 * at] = pos;
     if (this.contiguousCache) meta[4 * at + 1] = this.contiguousCache.element(b, pos);
-    else meta[4 * at + 1] = direct && decode ? page : (b * c.numKvHeads * seqQ + s) * c.headDim;
+    else meta[4 * at + 1] = direct && readsPages ? page : (b * c.numKvHeads * seqQ + s) * c.headDim;
     meta[4 * at + 2] = page;
     meta[4 * at + 3] = 0;
   }
@@ -619,7 +656,7 @@ export class LlamaRunner {
       for (let s = s0; s < s1; s++) {
         const row = b * n + (s - s0);
         ids[row] = p[s];
-        this.setMeta(row, b, s - s0, s, n, false);
+        this.setMeta(row, b, s - s0, s, n, s0 > 0);
       }
     });
     this.runtime.device.queue.writeBuffer(this.bufs.tokens, 0, ids);

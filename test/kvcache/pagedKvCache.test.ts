@@ -1,6 +1,7 @@
 // The paged KV cache: pages spread over several pool buffers (forced small),
 // appends that cross page boundaries without copying cached data or creating
-// buffers, and decode through the page table vs the float64 reference.
+// buffers, reservations (growth without data), and decode through the page
+// table vs the float64 reference.
 import { describe, expect, it } from 'vitest';
 import { PagedKvCache } from '../../src/kvcache/pagedKvCache.js';
 import { FlashDecode, normalizeDecodeProblem } from '../../src/decode/flashDecode.js';
@@ -147,6 +148,115 @@ describe('paged KV cache + decode', () => {
     op.destroy();
     cache.destroy();
   });
+  it('reserve grows sequences in place: free-list pages, only the new table entries uploaded, no copy, no buffer', async () => {
+    const rt = await sharedRuntime();
+    const dev = rt.device;
+    // The geometry of the test above (same decode pipeline): 16-token pages, 4 per sequence, 2 pages per pool buffer.
+    const [Hkv, G, D, P, maxTokens] = [2, 2, 32, 16, 64];
+    const cache = PagedKvCache.create(rt, { sequences: 2, headsKV: Hkv, headDim: D, pageTokens: P, maxTokensPerSequence: maxTokens, totalPages: 7, maxBufferBytes: 2 * 2 * Hkv * P * D * 4 });
+    expect(cache.pools.length).toBe(4);
+    const op = await FlashDecode.create(rt, { q: { shape: [2, Hkv * G, 4, D] }, cache, targetWorkgroups: 32, minSplitKeys: 1 });
+    const created = rt.ledger.createdCount;
+    // Page-table uploads, recorded by wrapping the queue's writeBuffer (reserve must send only the entries it changed).
+    const tableWrites: Array<[number, number]> = [];
+    const queue = dev.queue;
+    const writeBuffer = queue.writeBuffer;
+    queue.writeBuffer = function (this: GPUQueue, ...args: Parameters<GPUQueue['writeBuffer']>) {
+      const [buffer, offset, data, dataOffset, size] = args;
+      if (buffer === cache.pageTable) tableWrites.push([offset, (size ?? (data as Uint32Array).length - (dataOffset ?? 0)) * 4]);
+      return writeBuffer.apply(this, args);
+    } as GPUQueue['writeBuffer'];
+    const stride = cache.geometry.maxPagesPerSequence;
+    try {
+      expect(cache.reserve(1, 5)).toBe(0);
+      expect(cache.length(1)).toBe(5);
+      expect(cache.pagesOf(1)).toHaveLength(1);
+      expect(cache.freePageCount).toBe(6);
+      expect(tableWrites).toEqual([[stride * 4, 4]]);
+      // Inside the current page: no page taken, nothing uploaded.
+      expect(cache.reserve(1, 11)).toBe(5);
+      expect(cache.reserve(1, 0)).toBe(16);
+      expect(tableWrites).toHaveLength(1);
+      expect(cache.reserve(1, 1)).toBe(16);
+      expect(cache.pagesOf(1)).toHaveLength(2);
+      expect(tableWrites[1]).toEqual([(stride + 1) * 4, 4]);
+      // Three pages at once: one upload of three entries.
+      expect(cache.reserve(0, 40)).toBe(0);
+      expect(tableWrites[2]).toEqual([0, 12]);
+      expect(cache.freePageCount).toBe(2);
+      const pages = new Set([...cache.pagesOf(0), ...cache.pagesOf(1)]);
+      expect(pages.size).toBe(5);
+      // Over more than one pool buffer, so the uploaded entries carry pool indices too.
+      expect(new Set([...pages].map((p) => Math.floor(p / cache.geometry.pagesPerBuffer))).size).toBeGreaterThan(1);
+    } finally {
+      queue.writeBuffer = writeBuffer;
+    }
+
+    // The caller fills the reserved slots itself (here: queue writes at byteOffset), then appends continue after them.
+    const r = rng(31);
+    const kHost = new Float32Array(2 * Hkv * maxTokens * D);
+    const vHost = new Float32Array(2 * Hkv * maxTokens * D);
+    for (let b = 0; b < 2; b++)
+      for (let pos = 0; pos < cache.length(b); pos++)
+        for (let h = 0; h < Hkv; h++) {
+          const page = cache.pagesOf(b)[Math.floor(pos / P)];
+          const at = ((b * Hkv + h) * maxTokens + pos) * D;
+          for (const [host, isV] of [[kHost, false], [vHost, true]] as const) {
+            const row = randn(D, r);
+            host.set(row, at);
+            const { pool, offset } = cache.byteOffset(page, isV, h, pos % P);
+            dev.queue.writeBuffer(cache.pools[pool], offset, row);
+          }
+        }
+    const extra = 10;
+    const k = randn(Hkv * extra * D, r);
+    const v = randn(Hkv * extra * D, r);
+    for (let h = 0; h < Hkv; h++) {
+      kHost.set(k.subarray(h * extra * D, (h + 1) * extra * D), (h * maxTokens + 40) * D);
+      vHost.set(v.subarray(h * extra * D, (h + 1) * extra * D), (h * maxTokens + 40) * D);
+    }
+    const enc = dev.createCommandEncoder();
+    cache.append(enc, 0, { k: uploadAs(dev, k, 'f32'), v: uploadAs(dev, v, 'f32'), tokens: extra });
+    dev.queue.submit([enc.finish()]);
+    expect(cache.length(0)).toBe(50);
+    expect(cache.pagesOf(0)).toHaveLength(4);
+    expect(cache.freePageCount).toBe(1);
+    const lengths = [50, 17];
+    const q = randn(2 * Hkv * G * 4 * D, r);
+    const o = emptyBuffer(dev, q.length * 4);
+    await op.run({ q: uploadAs(dev, q, 'f32'), o });
+    const want = referenceDecode({ B: 2, Hq: Hkv * G, Hkv, Sq: 4, Sk: maxTokens, D }, { q: 'BHSD', k: 'BHSD', o: 'BHSD' }, true, q, kHost, vHost, lengths).out;
+    expect(maxAbsDiff(await readAs(dev, o, q.length, 'f32'), want)).toBeLessThanOrEqual(1e-4);
+
+    // Failures name the field and the limit, and change nothing.
+    const error = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return e as { field: string; allowed: string };
+      }
+      throw new Error('expected an error');
+    };
+    let e = error(() => cache.reserve(0, 15));
+    expect([e.field, e.allowed]).toEqual(['tokens', 'at most 14']);
+    e = error(() => cache.reserve(1, 40));
+    expect(e.field).toBe('cache.pages');
+    expect(e.allowed).toBe(`at most ${1 * P + (2 * P - 17)} more tokens`);
+    expect(fieldOf(() => cache.reserve(2, 1))).toBe('seq');
+    expect(fieldOf(() => cache.reserve(0, -1))).toBe('tokens');
+    expect(fieldOf(() => cache.reserve(0, 1.5))).toBe('tokens');
+    expect([...cache.lengths]).toEqual(lengths);
+    expect(cache.freePageCount).toBe(1);
+    // Released pages go back to the free list and serve the next reservation.
+    cache.release(1);
+    expect(cache.freePageCount).toBe(3);
+    expect(cache.reserve(1, 40)).toBe(0);
+    expect(cache.freePageCount).toBe(0);
+    expect(rt.ledger.createdCount).toBe(created);
+    op.destroy();
+    cache.destroy();
+  });
+
   it('paged: kv length beyond the cache, cache/dtype mismatches, page table out of range', async () => {
     const rt = await sharedRuntime();
     const dev = rt.device;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sharedRuntime, readback, rng } from '../helpers/gpu.js';
 import type { FastAttentionRuntime } from '../../src/runtime/runtime.js';
-import { ShapeError } from '../../src/errors.js';
+import { ShapeError, UnsupportedError } from '../../src/errors.js';
 import { TINY_TEST_CONFIG, toHfConfig, type LlamaConfig } from '../../src/llm/config.js';
 import { loadLlamaCheckpoint, memorySource, llamaTensorSpecs, type LoadedCheckpoint } from '../../src/llm/checkpoint.js';
 import { randomCheckpointTensors, randomTensor } from '../../src/llm/random.js';
@@ -117,15 +117,55 @@ describe('Llama runner on WebGPU vs the float64 CPU model', () => {
     }
   });
 
-  it('prefill in chunks (attention over the cache so far) gives the same logits', async () => {
-    const runner = await LlamaRunner.create(rt, weights, { attention: 'fast', maxBatch: 1, maxSeqLen: 8, prefillChunk: 3 });
+  // Chunked prefill: the first chunk attends over its own K/V rows, every later one over the pages so far, read in place
+  // by the fused operator bound to each layer's cache (no gather copy). maxSeqLen 12 with 8-token pages and chunks of 4:
+  // 10-token prompts run chunks 4, 4, 2, and the keys of the later chunks cross a page boundary.
+  const chunked = { attention: 'fast', maxBatch: 2, maxSeqLen: 12, pageTokens: 8, prefillChunk: 4 } as const;
+
+  it('chunked prefill reads the pages in place: logits of a batch, then one sequence on the same runner prefilled and decoded', async () => {
+    const runner = await LlamaRunner.create(rt, weights, chunked);
     try {
-      const ps = prompts(1, 7, untied.vocabSize, 2);
+      expect(runner.pagedCache!.directWrite).toBe(true);
+      const ps = prompts(2, 10, untied.vocabSize, 2);
       const gpu = await runner.logits(ps);
-      expect(relError(gpu, [cpuLlamaLogits(untied, f32.cpu, ps[0]).at(-1)!], untied.vocabSize)).toBeLessThan(1e-3);
+      expect(relError(gpu, ps.map((p) => cpuLlamaLogits(untied, f32.cpu, p).at(-1)!), untied.vocabSize)).toBeLessThan(1e-3);
+      for (const cache of runner.pagedCache!.layers) expect([...cache.lengths]).toEqual([10, 10]);
+      // A batch of 1 on 2 sequence slots: the operators over the cache give slot 1 no keys.
+      const one = prompts(1, 9, untied.vocabSize, 8);
+      const ref = cpuGreedyGenerate(untied, f32.cpu, one[0], 2);
+      expect(ref.minMargin).toBeGreaterThan(1e-3);
+      const out = await runner.generate(one, { maxNewTokens: 2 });
+      expect(out.tokens[0]).toEqual(ref.tokens);
+      for (const cache of runner.pagedCache!.layers) expect([...cache.lengths]).toEqual([10, 0]);
     } finally {
       runner.destroy();
     }
+  });
+
+  it('chunked prefill through appends when each layer spans two pool buffers (the paged prefill binds both)', async () => {
+    // 4 KiB pages (K and V of 2 heads × 8 tokens × 32 dims, f32), two per pool buffer: 2 sequences × 2 pages take 2 pools.
+    const runner = await LlamaRunner.create(rt, weights, { ...chunked, kvPoolBytes: 8192 });
+    try {
+      expect(runner.pagedCache!.directWrite).toBe(false);
+      const ps = prompts(2, 10, untied.vocabSize, 2);
+      const gpu = await runner.logits(ps);
+      expect(relError(gpu, ps.map((p) => cpuLlamaLogits(untied, f32.cpu, p).at(-1)!), untied.vocabSize)).toBeLessThan(1e-3);
+      const cache = runner.pagedCache!.layers[1];
+      expect(cache.pools).toHaveLength(2);
+      const pools = new Set([0, 1].flatMap((b) => cache.pagesOf(b)).map((p) => Math.floor(p / cache.geometry.pagesPerBuffer)));
+      expect(pools.size).toBe(2);
+    } finally {
+      runner.destroy();
+    }
+  });
+
+  it('a chunked prefill over more pool buffers than the fused operator binds is rejected at creation, leaving nothing behind', async () => {
+    const before = rt.ledger.entries().length;
+    const err = await LlamaRunner.create(rt, weights, { ...chunked, kvPoolBytes: 4096 }).catch((e) => e);
+    expect(err).toBeInstanceOf(UnsupportedError);
+    expect(err.field).toBe('kvPoolBytes');
+    expect(err.allowed).toMatch(/prefillChunk ≥ maxSeqLen \(12\), or pool buffers of at least 8192 bytes/);
+    expect(rt.ledger.entries().length).toBe(before);
   });
 
   // Hardware runs pick these by default. Compiling them on SwiftShader takes ~30 s, so CI skips it; FASTATTN_LLM_FULL=1 runs it.
