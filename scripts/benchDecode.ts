@@ -4,7 +4,10 @@
  * cache (pages of 256 tokens). Reports KV bytes read per second and its
  * fraction of the copy bandwidth that `.gpu/peaks.mjs` measures in the same run,
  * checks every configuration at 4K against the float64 reference, and sweeps
- * kernel variants and split counts at 32K (the defaults are chosen from them).
+ * kernel variants (lane reduction, native f16, workgroup size, keys per step,
+ * prefetch, workgroups per unit) and split counts at 32K, each variant's output
+ * checked against the float64 reference (the defaults are chosen from them).
+ * BENCH_MODE=sweep: S_k 4K and 32K only, with the wide variant grid.
  *
  * Time per call: `batch` calls recorded back to back into one compute pass;
  * with `timestamp-query`, GPU timestamps at the pass's start and end (median
@@ -26,14 +29,16 @@ import { FastAttentionRuntime } from '../src/runtime/runtime.js';
 import { BufferUsage, MapMode } from '../src/runtime/usage.js';
 
 const small = process.env.BENCH_SMALL === '1';
+const sweepMode = process.env.BENCH_MODE === 'sweep';
 const B = 1;
 const Hq = small ? 8 : 32;
 const Hkv = small ? 2 : 8;
 const D = 128;
-const lengths = small ? [300, 1000] : [4096, 8192, 16384, 32768, 65536, 131072];
+// The sweep length first: its fastest variants then run the other lengths too.
+const lengths = small ? [1000, 300] : sweepMode ? [32768, 4096] : [32768, 4096, 8192, 16384, 65536, 131072];
 const queries = [1, 4];
-const checkLen = lengths[0];
-const sweepLen = small ? 1000 : 32768;
+const checkLen = small ? 300 : 4096;
+const sweepLen = lengths[0];
 const PERIOD = 1_000_004; // random data repeats with this period (elements), out of step with heads and pages
 const PAGE_TOKENS = 256;
 
@@ -168,6 +173,54 @@ async function readOut(dev: GPUDevice, o: GPUBuffer, dtype: KvDType): Promise<Fl
   return dtype === 'f32' ? new Float32Array(raw) : Float32Array.from(new Uint16Array(raw), fromHalf);
 }
 
+type Pattern = { k: { values: Float32Array }; v: { values: Float32Array } };
+
+/** The float64 reference output for keys/values that repeat `pattern` with period PERIOD. */
+function reference(q: Float32Array, pattern: Pattern, elements: number, qDesc: { shape: readonly [number, number, number, number] }, kDesc: { shape: readonly [number, number, number, number] }): Float64Array {
+  const kHost = new Float32Array(elements);
+  const vHost = new Float32Array(elements);
+  for (let at = 0; at < elements; at += PERIOD) {
+    const n = Math.min(PERIOD, elements - at);
+    kHost.set(pattern.k.values.subarray(0, n), at);
+    vHost.set(pattern.v.values.subarray(0, n), at);
+  }
+  return cpuAttention(normalizeProblem({ q: qDesc, k: kDesc, v: kDesc, causal: true }), q, kHost, vHost);
+}
+
+function maxErr(got: Float32Array, want: Float64Array): number {
+  let err = 0;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    err = d <= err ? err : Number.isNaN(d) ? Infinity : d;
+  }
+  return err;
+}
+
+/** Kernel variants timed at the sweep length (contiguous K/V); the fastest correct one per (dtype, S_q) also runs the whole grid. */
+function variantGrid(base: DecodeOptions, dtype: KvDType, Sq: number): DecodeOptions[] {
+  const grid: DecodeOptions[] = [];
+  if (Sq === 1) {
+    for (const threads of [128, 256])
+      for (const keysPerSlot of [1, 2, 4, 8])
+        for (const prefetch of [true, false]) grid.push({ ...base, reduction: 'subgroup', threads, keysPerSlot, prefetch });
+    if (dtype === 'f16') grid.push({ ...base, reduction: 'subgroup', nativeF16: false }, { ...base, reduction: 'workgroup', nativeF16: false });
+    for (const workgroupsPerUnit of [1, 3, 4]) grid.push({ ...base, reduction: 'subgroup', workgroupsPerUnit });
+    for (const prefetch of [true, false]) grid.push({ ...base, reduction: 'workgroup', keysPerSlot: 8, prefetch });
+    grid.push({ ...base, reduction: 'workgroup', threads: 128, keysPerSlot: 8 });
+  } else {
+    for (const threads of [128, 256]) for (const keysPerSlot of [2, 4]) grid.push({ ...base, reduction: 'subgroup', threads, keysPerSlot });
+    for (const keysPerSlot of [4, 8]) grid.push({ ...base, reduction: 'workgroup', keysPerSlot });
+  }
+  return grid;
+}
+
+type Knobs = Pick<DecodeOptions, 'reduction' | 'nativeF16' | 'threads' | 'keysPerSlot' | 'prefetch' | 'workgroupsPerUnit'>;
+
+function knobsOf(op: FlashDecode): Required<Knobs> {
+  const t = op.tiling;
+  return { reduction: t.reduction, nativeF16: op.nativeF16, threads: t.threads, keysPerSlot: t.keysPerSlot, prefetch: t.prefetch, workgroupsPerUnit: t.workgroupsPerUnit };
+}
+
 async function main(): Promise<void> {
   const ceilings = peaks();
   // Timestamps unquantised: the batch's duration, not a 100 µs grid.
@@ -180,6 +233,58 @@ async function main(): Promise<void> {
   const splitSweep: Record<string, unknown>[] = [];
   const checks: Record<string, unknown>[] = [];
   const samples = small ? 3 : 7;
+  const date = new Date().toISOString();
+  // Written after every length too, so a run cut short still leaves its results.
+  const write = (): string[] => {
+    const caps = rt.capabilities;
+    const doc = {
+      benchmark: 'decode (split-KV): B1 H32 Hkv8 D128, causal',
+      mode: sweepMode ? 'sweep' : 'full',
+      date,
+      adapter: caps.adapter,
+      shape: { B, Hq, Hkv, D, queries, pageTokens: PAGE_TOKENS },
+      ceilings,
+      timing: { method: 'time per call = (end − start timestamp of one compute pass holding callsPerSample back-to-back calls) / callsPerSample, median of samples; wall time submit-to-done when timestamp-query is missing', samples },
+      results,
+      checks,
+      variants,
+      splitSweep,
+    };
+    const device = (caps.adapter.device || caps.adapter.architecture || 'gpu').replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '');
+    const stamp = date.replace(/[:.]/g, '-');
+    const dir = process.env.OUT ?? '.';
+    const name = `decode-${device}-${stamp}`;
+    writeFileSync(join(dir, `${name}.json`), JSON.stringify(doc, null, 1));
+    const md: string[] = [`# ${doc.benchmark}`, '', `adapter: ${caps.adapter.vendor} ${caps.adapter.device} (${caps.adapter.description}), ${date}`, '', `copy ceiling measured in this run: ${copyGbps} GB/s (.gpu/peaks.mjs); timing: ${results[0]?.method ?? '-'}`, ''];
+    md.push('Rows: `default` = the operator\'s defaults; `best-of-sweep` = the fastest correct variant of the sweep at Sk=' + sweepLen + ' for that dtype and Sq (options in the knobs column), where it differs from the defaults.', '');
+    md.push('| dtype | variant | K/V | Sq | Sk | ms/call | KV GB/s | % of copy | splits × len | knobs |', '|---|---|---|---|---|---|---|---|---|---|');
+    const order = (r: Record<string, unknown>) => `${r.dtype}/${r.variant}/${String(r.Sq).padStart(2, '0')}/${String(r.Sk).padStart(7, '0')}/${r.mode}`;
+    results.sort((a, b) => (order(a) < order(b) ? -1 : 1));
+    for (const r of results) {
+      if (r.error !== undefined) {
+        md.push(`| ${r.dtype} | ${r.variant} | ${r.mode} | ${r.Sq} | ${r.Sk} | error: ${String(r.error).split('\n')[0]} | | | | |`);
+        continue;
+      }
+      const sp = r.splits as { splits: number; splitLen: number };
+      const kb = r.knobs as Required<Knobs>;
+      const knobs = `${kb.reduction}, ${kb.threads} thr, ${kb.keysPerSlot} keys/slot${kb.prefetch ? ', prefetch' : ''}${kb.nativeF16 ? ', native f16' : ''}, ${kb.workgroupsPerUnit} wg/unit`;
+      md.push(`| ${r.dtype} | ${r.variant} | ${r.mode} | ${r.Sq} | ${r.Sk} | ${(r.msPerCall as number).toFixed(4)} | ${r.kvGBps} | ${((r.fractionOfCopy as number) * 100).toFixed(1)}% | ${sp.splits} × ${sp.splitLen} | ${knobs} |`);
+    }
+    md.push('', `checks vs float64 reference at Sk=${checkLen}: ${checks.filter((c) => c.ok).length}/${checks.length} within tolerance; max error f16 ${Math.max(0, ...checks.filter((c) => c.dtype === 'f16').map((c) => c.maxAbsError as number)).toExponential(2)}, f32 ${Math.max(0, ...checks.filter((c) => c.dtype === 'f32').map((c) => c.maxAbsError as number)).toExponential(2)}`, '');
+    md.push(`## variants at Sk=${sweepLen} (contiguous), each checked against the float64 reference`, '', '| dtype | Sq | reduction | threads | keys/slot | prefetch | native f16 | wg/unit | splits | ms/call | % of copy | max error |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const v of variants) {
+      if (v.error !== undefined) {
+        md.push(`| ${v.dtype} | ${v.Sq} | ${JSON.stringify(v.options)} | error: ${String(v.error).split('\n')[0]} | | | | | | | | |`);
+        continue;
+      }
+      const sp = v.splits as { splits: number };
+      md.push(`| ${v.dtype} | ${v.Sq} | ${v.reduction} | ${v.threads} | ${v.keysPerSlot} | ${v.prefetch} | ${v.nativeF16} | ${v.workgroupsPerUnit} | ${sp.splits} | ${(v.msPerCall as number).toFixed(4)} | ${((v.fractionOfCopy as number) * 100).toFixed(1)}% | ${(v.maxAbsError as number).toExponential(1)}${v.ok ? '' : ' FAIL'} |`);
+    }
+    writeFileSync(join(dir, `${name}.md`), md.join('\n'));
+    return md;
+  };
+  const bestKnobs = new Map<string, Knobs>();
+  const defaultKnobs = new Map<string, Required<Knobs>>();
   const fraction = (gbps: number) => +(gbps / copyGbps).toFixed(3);
 
   for (const dtype of ['f16', 'f32'] as const) {
@@ -210,54 +315,74 @@ async function main(): Promise<void> {
           ['contiguous', { q: qDesc, k: kDesc, v: kDesc, dtype }, { q, o, k, v }],
           ['paged', { q: qDesc, cache, dtype }, { q, o }],
         ];
-        for (const [mode, options, bufs] of modes) {
-          const op = await FlashDecode.create(rt, options);
+        for (const [mode, defaults, bufs] of modes) {
+         for (const variant of ['default', 'best-of-sweep'] as const) {
+          // Looked up per pass: at the sweep length the sweep inside the `default` pass sets it.
+          const best = bestKnobs.get(`${dtype}/${Sq}`);
+          if (variant === 'best-of-sweep' && best === undefined) continue;
+          const options: DecodeOptions = variant === 'default' ? defaults : { ...defaults, ...best };
+          let op: FlashDecode;
+          try {
+            op = await FlashDecode.create(rt, options);
+          } catch (e) {
+            // A configuration this device cannot build is reported, not fatal.
+            results.push({ dtype, mode, variant, Sq, Sk, kvBytes, error: String(e) });
+            continue;
+          }
+          if (variant === 'best-of-sweep' && JSON.stringify(knobsOf(op)) === JSON.stringify(defaultKnobs.get(`${dtype}/${Sq}/${mode}`))) {
+            op.destroy();
+            continue; // the defaults are the sweep's best: nothing more to time
+          }
+          if (variant === 'default') defaultKnobs.set(`${dtype}/${Sq}/${mode}`, knobsOf(op));
           const t = await timeCalls(rt, (pass) => op.encode(pass, bufs), callsFor(kvBytes), samples);
           const gbps = kvBytes / (t.ms * 1e6);
           const t0 = op.tiling;
           results.push({
-            dtype, mode, Sq, Sk, kvBytes,
+            dtype, mode, variant, Sq, Sk, kvBytes,
             msPerCall: +t.ms.toFixed(5), method: t.method, callsPerSample: t.calls,
             kvGBps: Math.round(gbps), fractionOfCopy: fraction(gbps),
             splits: op.lastSplits,
-            tiling: { threads: t0.threads, lanes: t0.lanes, wordsPerLane: t0.wordsPerLane, keysPerSlot: t0.keysPerSlot, stepKeys: t0.blockN, rowBlock: t0.rowBlock, rowBlocks: t0.rowBlocks, prefetch: t0.prefetch, computeUnits: t0.computeUnits },
+            knobs: knobsOf(op),
+            tiling: { lanes: t0.lanes, wordsPerLane: t0.wordsPerLane, stepKeys: t0.blockN, rowBlock: t0.rowBlock, rowBlocks: t0.rowBlocks, computeUnits: t0.computeUnits },
             poolBuffers: mode === 'paged' ? cache.pools.length : 0,
           });
           if (Sk === checkLen) {
             await op.run(bufs);
-            const got = await readOut(dev, o, dtype);
-            const kHost = new Float32Array(elements);
-            const vHost = new Float32Array(elements);
-            for (let i = 0; i < elements; i++) {
-              kHost[i] = pattern.k.values[i % PERIOD];
-              vHost[i] = pattern.v.values[i % PERIOD];
-            }
-            const p = normalizeProblem({ q: qDesc, k: kDesc, v: kDesc, causal: true });
-            const want = cpuAttention(p, qData.values, kHost, vHost);
-            let err = 0;
-            for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+            const err = maxErr(await readOut(dev, o, dtype), reference(qData.values, pattern, elements, qDesc, kDesc));
             const tol = dtype === 'f16' ? 2e-3 : 1e-4;
-            checks.push({ dtype, mode, Sq, Sk, maxAbsError: err, tolerance: tol, ok: err <= tol });
+            checks.push({ dtype, mode, variant, Sq, Sk, maxAbsError: err, tolerance: tol, ok: err <= tol });
           }
-          // Kernel variants and split counts, to choose the defaults (contiguous, S_q = 1).
-          if (Sk === sweepLen && mode === 'contiguous' && Sq === 1) {
-            const grid: DecodeOptions[] = [];
-            for (const threads of [128, 256])
-              for (const keysPerSlot of [4, 8])
-                for (const prefetch of [true, false]) grid.push({ ...options, threads, keysPerSlot, prefetch });
-            grid.push({ ...options, wordsPerLane: 2 });
-            grid.push({ ...options, wordsPerLane: 2, keysPerSlot: 2 });
+          // Kernel variants and split counts, to choose the defaults (contiguous).
+          if (Sk === sweepLen && mode === 'contiguous' && variant === 'default') {
+            const grid = variantGrid(options, dtype, Sq);
+            // The float64 reference at this length, once per (dtype, Sq): every variant's output is checked against it.
+            const want = grid.length > 0 ? reference(qData.values, pattern, elements, qDesc, kDesc) : new Float64Array(0);
+            const tol = dtype === 'f16' ? 2e-3 : 1e-4;
             for (const vo of grid) {
               try {
                 const vop = await FlashDecode.create(rt, vo);
                 const vt = await timeCalls(rt, (pass) => vop.encode(pass, bufs), callsFor(kvBytes), samples);
+                await vop.run(bufs);
+                const err = maxErr(await readOut(dev, o, dtype), want);
                 const g = kvBytes / (vt.ms * 1e6);
-                variants.push({ dtype, Sk, threads: vop.tiling.threads, keysPerSlot: vop.tiling.keysPerSlot, wordsPerLane: vop.tiling.wordsPerLane, prefetch: vop.tiling.prefetch, splits: vop.lastSplits, msPerCall: +vt.ms.toFixed(5), kvGBps: Math.round(g), fractionOfCopy: fraction(g) });
+                const tv = vop.tiling;
+                variants.push({ dtype, Sq, Sk, reduction: tv.reduction, nativeF16: vop.nativeF16, threads: tv.threads, keysPerSlot: tv.keysPerSlot, wordsPerLane: tv.wordsPerLane, prefetch: tv.prefetch, workgroupsPerUnit: tv.workgroupsPerUnit, rowBlock: tv.rowBlock, splits: vop.lastSplits, msPerCall: +vt.ms.toFixed(5), kvGBps: Math.round(g), fractionOfCopy: fraction(g), maxAbsError: err, ok: err <= tol });
                 vop.destroy();
               } catch (e) {
-                variants.push({ dtype, Sk, options: { threads: vo.threads, keysPerSlot: vo.keysPerSlot, wordsPerLane: vo.wordsPerLane, prefetch: vo.prefetch }, error: String(e) });
+                variants.push({ dtype, Sq, Sk, options: { reduction: vo.reduction, nativeF16: vo.nativeF16, threads: vo.threads, keysPerSlot: vo.keysPerSlot, wordsPerLane: vo.wordsPerLane, prefetch: vo.prefetch, workgroupsPerUnit: vo.workgroupsPerUnit }, error: String(e) });
               }
             }
+          }
+          if (Sk === sweepLen && mode === 'contiguous' && variant === 'default') {
+            // The fastest correct variant of this (dtype, S_q), for the other lengths and the paged cache.
+            const mine = variants.filter((v) => v.dtype === dtype && v.Sq === Sq && v.ok === true);
+            mine.sort((a, b) => (a.msPerCall as number) - (b.msPerCall as number));
+            if (mine.length > 0) {
+              const w = mine[0] as Required<Knobs>;
+              bestKnobs.set(`${dtype}/${Sq}`, { reduction: w.reduction, nativeF16: w.nativeF16, threads: w.threads, keysPerSlot: w.keysPerSlot, prefetch: w.prefetch, workgroupsPerUnit: w.workgroupsPerUnit });
+            }
+          }
+          if (Sk === sweepLen && mode === 'contiguous' && Sq === 1 && variant === 'default') {
             for (const splits of [8, 16, 24, 32, 48, 64, 96, 128, 132].filter((x) => x <= op.tiling.maxSplits)) {
               const st = await timeCalls(rt, (pass) => op.encode(pass, bufs, { splits }), callsFor(kvBytes), samples);
               const g = kvBytes / (st.ms * 1e6);
@@ -265,42 +390,18 @@ async function main(): Promise<void> {
             }
           }
           op.destroy();
+         }
         }
         q.destroy();
         o.destroy();
       }
       cache.destroy();
+      write();
       k.destroy();
       v.destroy();
     }
   }
-  const caps = rt.capabilities;
-  const date = new Date().toISOString();
-  const doc = {
-    benchmark: 'decode (split-KV): B1 H32 Hkv8 D128, causal',
-    date,
-    adapter: caps.adapter,
-    shape: { B, Hq, Hkv, D, queries, pageTokens: PAGE_TOKENS },
-    ceilings,
-    timing: { method: 'time per call = (end − start timestamp of one compute pass holding callsPerSample back-to-back calls) / callsPerSample, median of samples; wall time submit-to-done when timestamp-query is missing', samples },
-    results,
-    checks,
-    variants,
-    splitSweep,
-  };
-  const device = (caps.adapter.device || caps.adapter.architecture || 'gpu').replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '');
-  const stamp = date.replace(/[:.]/g, '-');
-  const dir = process.env.OUT ?? '.';
-  const name = `decode-${device}-${stamp}`;
-  writeFileSync(join(dir, `${name}.json`), JSON.stringify(doc, null, 1));
-  const md: string[] = [`# ${doc.benchmark}`, '', `adapter: ${caps.adapter.vendor} ${caps.adapter.device} (${caps.adapter.description}), ${date}`, '', `copy ceiling measured in this run: ${copyGbps} GB/s (.gpu/peaks.mjs); timing: ${results[0]?.method ?? '-'}`, ''];
-  md.push('| dtype | K/V | Sq | Sk | ms/call | KV GB/s | % of copy | splits × len |', '|---|---|---|---|---|---|---|---|');
-  for (const r of results) {
-    const sp = r.splits as { splits: number; splitLen: number };
-    md.push(`| ${r.dtype} | ${r.mode} | ${r.Sq} | ${r.Sk} | ${(r.msPerCall as number).toFixed(4)} | ${r.kvGBps} | ${((r.fractionOfCopy as number) * 100).toFixed(1)}% | ${sp.splits} × ${sp.splitLen} |`);
-  }
-  md.push('', `checks vs float64 reference at Sk=${checkLen}: ${checks.filter((c) => c.ok).length}/${checks.length} within tolerance; max error f16 ${Math.max(0, ...checks.filter((c) => c.dtype === 'f16').map((c) => c.maxAbsError as number)).toExponential(2)}, f32 ${Math.max(0, ...checks.filter((c) => c.dtype === 'f32').map((c) => c.maxAbsError as number)).toExponential(2)}`, '');
-  writeFileSync(join(dir, `${name}.md`), md.join('\n'));
+  const md = write();
   console.log(md.join('\n'));
   rt.destroy();
   process.exit(0);

@@ -10,23 +10,30 @@
 //
 // The slice is streamed in steps of STEP = SLOTS · KU keys. Invocation
 // (slot, lane) owns words [lane·CW, lane·CW + CW) of every key row it reads
-// (LANES lanes cover a row, so one subgroup reads whole rows: coalesced 16-byte
-// loads) and keys t0 + u·SLOTS + slot, u < KU, of each step:
-//   1. its K and V words for the step are already in registers (loaded one step
-//      ahead when PREFETCH: 2·KU·CW independent loads in flight per invocation);
-//   2. partial dots of its K words with the Q rows it holds in registers go to
-//      workgroup memory; after a barrier one invocation per (key, row) sums the
-//      LANES partials and applies the causal / length mask;
-//   3. after a second barrier each invocation updates its own running max and
-//      sum per row (every lane of a slot sees the same scores) and accumulates
-//      P·V for its words — V never leaves registers.
-// The SLOTS partial states are merged once, at the end of the slice. Nothing in
-// the key loop depends on the subgroup size, so any WebGPU device runs it.
+// (LANES lanes cover a row: coalesced 16-byte loads) and keys t0 + u·SLOTS + slot,
+// u < KU, of each step. Per-row state is vectorised over rows: component c of a
+// vec4 belongs to row 4g + c of row group g, so scores, max, sum and the P·V
+// accumulators of four rows cost one vec4 operation and no row-indexed arrays.
+//   1. its K and V words for the step are in registers (loaded one step ahead
+//      when PREFETCH);
+//   2. partial dots of its K words with its Q dims are summed over the LANES
+//      lanes of the key row: with SUBGROUPS by a shuffle butterfly (no barrier;
+//      needs LANES a power of two ≤ the subgroup size, and a workgroup's
+//      subgroups made of consecutive invocations), otherwise through workgroup
+//      memory (two barriers per step);
+//   3. each invocation masks the scores (causal / length), updates its slot's
+//      running max and sum (every lane of a slot sees the same scores) and
+//      accumulates P·V for its dims — V never leaves registers.
+// The SLOTS partial states are merged once, at the end of the slice.
 //
-// Storage: every tensor is read as array<vec4u>. f16 is decoded with
-// unpack2x16float (core WGSL: no `enable f16`), f32 with bitcast; arithmetic,
-// softmax statistics and accumulators are f32 either way.
-// The constants are defaults; src/decode/flashDecode.ts specializes them.
+// Storage: every tensor is read as array<vec4u>. f16 is widened to f32 with
+// unpack2x16float (core WGSL) or, with shader-f16 (NATIVE_F16), by a vector
+// conversion of the bitcast halves; f32 with bitcast. Arithmetic, softmax
+// statistics and accumulators are f32 either way.
+//
+// The constants are defaults; src/decode/flashDecode.ts specializes them, and
+// keeps or drops the `//#if NAME` … `//#else` … `//#endif` sections (features a
+// device may lack: the file as a whole needs `enable f16; enable subgroups;`).
 
 const HEAD_DIM: u32 = 128u;
 // Storage is f16 (true) or f32.
@@ -46,18 +53,23 @@ const KU: u32 = 4u;
 // Query rows per workgroup.
 const ROWS: u32 = 4u;
 // Load the next step's K/V before computing this one.
-const PREFETCH: bool = true;
+const PREFETCH: bool = false;
+// Lanes reduce with subgroup shuffles (mirrors the SUBGROUPS section flag).
+const SUBGROUPS: bool = true;
 
 const THREADS: u32 = LANES * SLOTS;
 const STEP: u32 = SLOTS * KU;
 const W: u32 = HEAD_DIM / EPW;
-// Dims per lane as vec4s.
-const DV: u32 = CW * EPW / 4u;
+// Row groups of four rows.
+const R4: u32 = (ROWS + 3u) / 4u;
+// vec4s of dims per word and per lane.
+const VPW: u32 = EPW / 4u;
+const DV: u32 = CW * VPW;
 const D4: u32 = HEAD_DIM / 4u;
-// Partials of lane l start at l · P_STRIDE; the odd stride spreads the lanes' stores over banks.
-const P_STRIDE: u32 = STEP * ROWS + 1u;
-// The partials buffer doubles as the slot-merge buffer at the end.
-const PART: u32 = max(LANES * P_STRIDE, SLOTS * HEAD_DIM);
+// Partials of lane l start at l · P_STRIDE (f32s); the odd stride spreads the lanes' stores over banks.
+const P_STRIDE: u32 = STEP * R4 * 4u + 1u;
+// The partials buffer (workgroup-memory reduction) doubles as the slot-merge buffer at the end.
+const PART: u32 = select(max(LANES * P_STRIDE, SLOTS * HEAD_DIM), SLOTS * HEAD_DIM, SUBGROUPS);
 // Finite stand-in for −∞: exp2(x − m) stays well defined for rows that saw no key yet.
 const NEG_BIG: f32 = -1.0e30;
 const MASKED_BELOW: f32 = -1.0e29;
@@ -98,10 +110,9 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> o: array<u32>;
 
 var<workgroup> part: array<f32, PART>;
-var<workgroup> scores: array<f32, STEP * ROWS>;
-var<workgroup> rowLimit: array<u32, ROWS>;
-var<workgroup> slotM: array<f32, SLOTS * ROWS>;
-var<workgroup> slotL: array<f32, SLOTS * ROWS>;
+var<workgroup> scores: array<vec4f, STEP * R4>;
+var<workgroup> slotM: array<vec4f, SLOTS * R4>;
+var<workgroup> slotL: array<vec4f, SLOTS * R4>;
 
 // WGSL cannot index an array of buffers: the pool is picked by a switch.
 fn readPool(buf: u32, i: u32) -> vec4u {
@@ -147,19 +158,17 @@ fn loadStep(b: u32, h: u32, t0: u32, last: u32, slot: u32, lane: u32) -> KV {
   return r;
 }
 
-// The DV vec4s of word group u (CW words) of `w`.
-fn unpackKey(w: array<vec4u, KU * CW>, u: u32) -> array<vec4f, DV> {
-  var x: array<vec4f, DV>;
-  for (var c = 0u; c < CW; c++) {
-    let word = w[u * CW + c];
-    if (F16) {
-      x[2u * c] = vec4f(unpack2x16float(word.x), unpack2x16float(word.y));
-      x[2u * c + 1u] = vec4f(unpack2x16float(word.z), unpack2x16float(word.w));
-    } else {
-      x[c] = bitcast<vec4f>(word);
-    }
+// Dims [4·hi, 4·hi + 4) of a 16-byte word as f32 (f32 words hold exactly four).
+fn widen(word: vec4u, hi: bool) -> vec4f {
+  if (F16) {
+    let h = select(word.xy, word.zw, hi);
+//#if NATIVE_F16
+    return vec4f(bitcast<vec4<f16>>(h));
+//#else
+    return vec4f(unpack2x16float(h.x), unpack2x16float(h.y));
+//#endif
   }
-  return x;
+  return bitcast<vec4f>(word);
 }
 
 @compute @workgroup_size(THREADS)
@@ -179,38 +188,38 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   let lane = tid % LANES;
   let slot = tid / LANES;
 
-  // Exclusive key limit per row (causal: aligned to the end); padding rows see nothing.
-  if (tid < ROWS) {
-    var lim = 0u;
-    if (tid < rows) {
-      lim = kEnd;
-      if (params.causal != 0u) {
-        let last = i32(kvLen) - i32(seqQ) + i32((row0 + tid) % seqQ) + 1;
-        lim = u32(clamp(last, 0, i32(kEnd)));
-      }
-    }
-    rowLimit[tid] = lim;
-  }
-
-  // This lane's dims of every Q row, pre-multiplied by scale·log2 e; padding rows are zero.
-  var qr: array<vec4f, ROWS * DV>;
-  for (var r = 0u; r < ROWS; r++) {
+  // Per row: exclusive key limit (causal: aligned to the end; padding rows see
+  // nothing) and this lane's Q dims pre-multiplied by scale·log2 e, transposed
+  // so that qT[j·R4 + g] holds dim j of row group g.
+  var lim: array<vec4u, R4>;
+  var qT: array<vec4f, DV * 4u * R4>;
+  for (var r = 0u; r < R4 * 4u; r++) {
+    var rl = 0u;
     if (r < rows) {
       let gr = row0 + r;
+      rl = kEnd;
+      if (params.causal != 0u) {
+        let last = i32(kvLen) - i32(seqQ) + i32(gr % seqQ) + 1;
+        rl = u32(clamp(last, 0, i32(kEnd)));
+      }
       let at = b * params.qBatch + (h * params.groupSize + gr / seqQ) * params.qHead + (gr % seqQ) * params.qSeq + lane * CW;
-      var words: array<vec4u, KU * CW>;
-      for (var c = 0u; c < CW; c++) { words[c] = q[at + c]; }
-      let x = unpackKey(words, 0u);
-      for (var j = 0u; j < DV; j++) { qr[r * DV + j] = x[j] * params.scaleLog2; }
+      for (var d = 0u; d < DV; d++) {
+        let x = widen(q[at + d / VPW], d % VPW == 1u) * params.scaleLog2;
+        qT[(4u * d) * R4 + r / 4u][r % 4u] = x.x;
+        qT[(4u * d + 1u) * R4 + r / 4u][r % 4u] = x.y;
+        qT[(4u * d + 2u) * R4 + r / 4u][r % 4u] = x.z;
+        qT[(4u * d + 3u) * R4 + r / 4u][r % 4u] = x.w;
+      }
     }
+    lim[r / 4u][r % 4u] = rl;
   }
 
-  var m: array<f32, ROWS>;
-  var l: array<f32, ROWS>;
-  var acc: array<vec4f, ROWS * DV>;
-  for (var r = 0u; r < ROWS; r++) {
-    m[r] = NEG_BIG;
-    l[r] = 0.0;
+  var m: array<vec4f, R4>;
+  var l: array<vec4f, R4>;
+  var acc: array<vec4f, DV * 4u * R4>;
+  for (var g = 0u; g < R4; g++) {
+    m[g] = vec4f(NEG_BIG);
+    l[g] = vec4f(0.0);
   }
 
   let last = max(kEnd, 1u) - 1u;
@@ -219,41 +228,76 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
     var next: KV;
     if (PREFETCH) { next = loadStep(b, h, t0 + STEP, last, slot, lane); }
 
-    // ---- partial Q·Kᵀ over this lane's words ----
+    // ---- partial Q·Kᵀ over this lane's dims, four rows per vec4 ----
+    var sc: array<vec4f, KU * R4>;
     for (var u = 0u; u < KU; u++) {
-      let kx = unpackKey(cur.k, u);
-      for (var r = 0u; r < ROWS; r++) {
-        var d = 0.0;
-        for (var j = 0u; j < DV; j++) { d += dot(qr[r * DV + j], kx[j]); }
-        part[lane * P_STRIDE + (u * SLOTS + slot) * ROWS + r] = d;
+      for (var g = 0u; g < R4; g++) {
+        var s = vec4f(0.0);
+        for (var d = 0u; d < DV; d++) {
+          let kx = widen(cur.k[u * CW + d / VPW], d % VPW == 1u);
+          s = fma(qT[(4u * d) * R4 + g], vec4f(kx.x), s);
+          s = fma(qT[(4u * d + 1u) * R4 + g], vec4f(kx.y), s);
+          s = fma(qT[(4u * d + 2u) * R4 + g], vec4f(kx.z), s);
+          s = fma(qT[(4u * d + 3u) * R4 + g], vec4f(kx.w), s);
+        }
+//#if SUBGROUPS
+        // Butterfly over the slot's lanes (a power of two, aligned in the subgroup);
+        // constant masks keep every loop around it unrollable.
+        if (LANES > 1u) { s += subgroupShuffleXor(s, 1u); }
+        if (LANES > 2u) { s += subgroupShuffleXor(s, 2u); }
+        if (LANES > 4u) { s += subgroupShuffleXor(s, 4u); }
+        if (LANES > 8u) { s += subgroupShuffleXor(s, 8u); }
+        if (LANES > 16u) { s += subgroupShuffleXor(s, 16u); }
+//#endif
+        sc[u * R4 + g] = s;
       }
     }
-    workgroupBarrier();
 
-    // ---- scores: sum the lanes' partials, mask (log2 units) ----
-    for (var e = tid; e < STEP * ROWS; e += THREADS) {
+//#if SUBGROUPS
+//#else
+    // ---- sum the partials over the key row's lanes through workgroup memory (scalars: every invocation sums) ----
+    for (var i = 0u; i < KU * R4; i++) {
+      let at = lane * P_STRIDE + ((i / R4) * SLOTS + slot) * R4 * 4u + (i % R4) * 4u;
+      part[at] = sc[i].x;
+      part[at + 1u] = sc[i].y;
+      part[at + 2u] = sc[i].z;
+      part[at + 3u] = sc[i].w;
+    }
+    workgroupBarrier();
+    for (var e = tid; e < STEP * R4 * 4u; e += THREADS) {
       var s = 0.0;
       for (var ln = 0u; ln < LANES; ln++) { s += part[ln * P_STRIDE + e]; }
-      scores[e] = select(NEG_BIG, s, t0 + e / ROWS < rowLimit[e % ROWS]);
+      scores[e / 4u][e % 4u] = s;
     }
     workgroupBarrier();
+    for (var i = 0u; i < KU * R4; i++) { sc[i] = scores[((i / R4) * SLOTS + slot) * R4 + i % R4]; }
+//#endif
 
-    // ---- online softmax per row and O += P·V over this slot's keys ----
-    for (var r = 0u; r < ROWS; r++) {
-      var mx = m[r];
-      for (var u = 0u; u < KU; u++) { mx = max(mx, scores[(u * SLOTS + slot) * ROWS + r]); }
-      let alpha = exp2(m[r] - mx);
-      m[r] = mx;
-      l[r] *= alpha;
-      for (var j = 0u; j < DV; j++) { acc[r * DV + j] *= alpha; }
+    // ---- mask (log2 units), online softmax and O += P·V over this slot's keys ----
+    for (var g = 0u; g < R4; g++) {
+      var mx = m[g];
+      for (var u = 0u; u < KU; u++) {
+        let key = t0 + u * SLOTS + slot;
+        sc[u * R4 + g] = select(vec4f(NEG_BIG), sc[u * R4 + g], vec4u(key) < lim[g]);
+        mx = max(mx, sc[u * R4 + g]);
+      }
+      let alpha = exp2(m[g] - mx);
+      m[g] = mx;
+      l[g] *= alpha;
+      for (var j = 0u; j < DV * 4u; j++) { acc[j * R4 + g] *= alpha; }
     }
     for (var u = 0u; u < KU; u++) {
-      let vx = unpackKey(cur.v, u);
-      for (var r = 0u; r < ROWS; r++) {
-        let x = scores[(u * SLOTS + slot) * ROWS + r];
-        let p = select(exp2(x - m[r]), 0.0, x < MASKED_BELOW);
-        l[r] += p;
-        for (var j = 0u; j < DV; j++) { acc[r * DV + j] = fma(vec4f(p), vx[j], acc[r * DV + j]); }
+      for (var g = 0u; g < R4; g++) {
+        let x = sc[u * R4 + g];
+        let p = select(exp2(x - m[g]), vec4f(0.0), x < vec4f(MASKED_BELOW));
+        l[g] += p;
+        for (var d = 0u; d < DV; d++) {
+          let vx = widen(cur.v[u * CW + d / VPW], d % VPW == 1u);
+          acc[(4u * d) * R4 + g] = fma(p, vec4f(vx.x), acc[(4u * d) * R4 + g]);
+          acc[(4u * d + 1u) * R4 + g] = fma(p, vec4f(vx.y), acc[(4u * d + 1u) * R4 + g]);
+          acc[(4u * d + 2u) * R4 + g] = fma(p, vec4f(vx.z), acc[(4u * d + 2u) * R4 + g]);
+          acc[(4u * d + 3u) * R4 + g] = fma(p, vec4f(vx.w), acc[(4u * d + 3u) * R4 + g]);
+        }
       }
     }
     if (PREFETCH) { cur = next; } else { cur = loadStep(b, h, t0 + STEP, last, slot, lane); }
@@ -261,44 +305,40 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 
   // ---- merge the SLOTS partial states of each row and write the slice's partial ----
   if (lane == 0u) {
-    for (var r = 0u; r < ROWS; r++) {
-      slotM[slot * ROWS + r] = m[r];
-      slotL[slot * ROWS + r] = l[r];
+    for (var g = 0u; g < R4; g++) {
+      slotM[slot * R4 + g] = m[g];
+      slotL[slot * R4 + g] = l[g];
     }
   }
   workgroupBarrier();
-  for (var r = 0u; r < ROWS; r++) {
-    var mAll = NEG_BIG;
-    for (var s = 0u; s < SLOTS; s++) { mAll = max(mAll, slotM[s * ROWS + r]); }
-    let f = exp2(m[r] - mAll);
-    for (var j = 0u; j < DV; j++) {
-      let x = acc[r * DV + j] * f;
-      let at = slot * HEAD_DIM + (lane * DV + j) * 4u;
-      part[at] = x.x;
-      part[at + 1u] = x.y;
-      part[at + 2u] = x.z;
-      part[at + 3u] = x.w;
-    }
-    workgroupBarrier();
-    if (r < rows) {
+  for (var g = 0u; g < R4; g++) {
+    var mAll = vec4f(NEG_BIG);
+    for (var s = 0u; s < SLOTS; s++) { mAll = max(mAll, slotM[s * R4 + g]); }
+    let f = exp2(m[g] - mAll);
+    for (var c = 0u; c < 4u; c++) {
+      let r = 4u * g + c;
+      // Uniform: every invocation takes the same branches around the barriers.
+      if (r >= rows) { break; }
+      for (var j = 0u; j < DV * 4u; j++) { part[slot * HEAD_DIM + lane * DV * 4u + j] = acc[j * R4 + g][c] * f[c]; }
+      workgroupBarrier();
       let gr = row0 + r;
       let hq = h * params.groupSize + gr / seqQ;
       let base = (((b * params.headsQ + hq) * seqQ + gr % seqQ) * params.maxSplits + split) * (D4 + 1u);
-      for (var d = tid; d < D4; d += THREADS) {
+      for (var e = tid; e < D4; e += THREADS) {
         var sum = vec4f(0.0);
         for (var s = 0u; s < SLOTS; s++) {
-          let at = s * HEAD_DIM + 4u * d;
+          let at = s * HEAD_DIM + 4u * e;
           sum += vec4f(part[at], part[at + 1u], part[at + 2u], part[at + 3u]);
         }
-        work[base + d] = sum;
+        work[base + e] = sum;
       }
       if (tid == 0u) {
         var lAll = 0.0;
-        for (var s = 0u; s < SLOTS; s++) { lAll += slotL[s * ROWS + r] * exp2(slotM[s * ROWS + r] - mAll); }
-        work[base + D4] = vec4f(mAll, lAll, 0.0, 0.0);
+        for (var s = 0u; s < SLOTS; s++) { lAll += slotL[s * R4 + g][c] * exp2(slotM[s * R4 + g][c] - mAll[c]); }
+        work[base + D4] = vec4f(mAll[c], lAll, 0.0, 0.0);
       }
+      workgroupBarrier();
     }
-    workgroupBarrier();
   }
 }
 

@@ -4,19 +4,32 @@
  * workgroups ({@link chooseDecodeSplit}). No GPU objects here, so every rule has
  * unit tests of its own.
  */
-import { ShapeError, TileConfigError } from '../errors.js';
+import { ShapeError, TileConfigError, UnsupportedError } from '../errors.js';
 import type { KvDType } from '../kvcache/pagedKvCache.js';
 
 /** Invocations per workgroup of the split kernel: choices (an upper bound: a whole number of key rows is used). */
 export const DECODE_THREADS = [64, 128, 256] as const;
 const DEFAULT_THREADS = 256;
-/** Keys per key slot per step: choices, and the default. */
+/** Keys per key slot per step: choices. */
 export const DECODE_KEYS_PER_SLOT = [1, 2, 4, 8] as const;
-const DEFAULT_KEYS_PER_SLOT = 8;
+/**
+ * Default keys per slot per step, per reduction (the fastest of each in the H100
+ * sweep, bench/results/decode-nvidia-h100-80gb-hbm3-2026-11-24T07-19-18-825Z.json):
+ * the workgroup-memory reduction amortises its two barriers over long steps.
+ */
+const DEFAULT_KEYS_PER_SLOT: Record<DecodeReduction, number> = { subgroup: 2, workgroup: 8 };
 /** Most lanes sharing one key row. */
 const MAX_LANES = 32;
-/** Most f32 registers one invocation spends on its Q rows and accumulators (2 · rows · dims per lane). */
+/** Most f32 registers one invocation spends on its Q rows and accumulators (2 · rows · dims per lane, rows in fours). */
 const ROW_REGISTER_BUDGET = 64;
+
+/**
+ * How the lanes of a key row sum their partial dot products: subgroup shuffles
+ * (no barrier in the key loop; needs the `subgroups` feature and lanes ≤ the
+ * smallest subgroup size) or workgroup memory (any device; two barriers a step).
+ */
+export type DecodeReduction = 'subgroup' | 'workgroup';
+export const DECODE_REDUCTIONS = ['subgroup', 'workgroup'] as const;
 
 /**
  * Resident workgroups one compute unit needs before its share of memory
@@ -45,10 +58,21 @@ export interface DecodeTilingOptions {
   minSplitKeys?: number;
   /** Upper bound on invocations per workgroup (64, 128 or 256); default 256. */
   threads?: number;
-  /** 16-byte words of a key row per lane (divides the row's words; fewer lanes with more); default: fewest with ≤ 32 lanes. */
+  /** 16-byte words of a key row per lane (divides the row's words; fewer lanes with more); default: fewest with ≤ 32 lanes (and ≤ the subgroup size for the subgroup reduction). */
   wordsPerLane?: number;
-  /** Keys per key slot per step (1, 2, 4, 8); default 8 (fastest on an H100, bench/results/decode-*), fewer if workgroup memory is short. */
+  /** Keys per key slot per step (1, 2, 4, 8); default 2 (subgroup reduction) or 8 (workgroup memory), fewer if workgroup memory is short. */
   keysPerSlot?: number;
+  /**
+   * Smallest subgroup size of the device when it has the `subgroups` feature
+   * (4 when unknown: WebGPU's minimum); 0 or absent without the feature.
+   */
+  subgroupMinSize?: number;
+  /**
+   * Lane reduction; default `workgroup`: on an H100 it measured 1.7× faster than
+   * the shuffle reduction (bench/results/decode-nvidia-h100-80gb-hbm3-2026-11-24T07-19-18-825Z.json,
+   * before the shuffle stages were unrolled by hand; re-measure before changing the default).
+   */
+  reduction?: DecodeReduction;
   /** Load the next step's K/V before computing the current one; default true. */
   prefetch?: boolean;
 }
@@ -57,6 +81,8 @@ export interface DecodeTilingOptions {
 export interface DecodeTiling {
   /** Invocations per workgroup (lanes × slots). */
   threads: number;
+  /** How the lanes of a key row sum their partial dots. */
+  reduction: DecodeReduction;
   /** Lanes per key row, 16-byte words per lane. */
   lanes: number;
   wordsPerLane: number;
@@ -84,11 +110,21 @@ export interface DecodeSplit {
   splitLen: number;
 }
 
-/** Workgroup memory of the split kernel (mirrors the `var<workgroup>` declarations of shaders/flashDecode.wgsl). */
-export function decodeStorageBytes(t: { lanes: number; slots: number; keysPerSlot: number; rowBlock: number }, headDim: number): number {
+/**
+ * Workgroup memory of the split kernel (mirrors the `var<workgroup>` declarations
+ * of shaders/flashDecode.wgsl that the variant uses; all are vec4 arrays, rows in groups of four).
+ */
+export function decodeStorageBytes(t: { lanes: number; slots: number; keysPerSlot: number; rowBlock: number; reduction: DecodeReduction }, headDim: number): number {
   const step = t.slots * t.keysPerSlot;
-  const part = Math.max(t.lanes * (step * t.rowBlock + 1), t.slots * headDim);
-  return 4 * (part + step * t.rowBlock + t.rowBlock + 2 * t.slots * t.rowBlock);
+  const rows4 = 4 * Math.ceil(t.rowBlock / 4);
+  const merge = t.slots * headDim;
+  // f32 `part` (partials, or only the slot merge with shuffles) and `scores` (workgroup memory only); vec4 slot statistics.
+  const floats = t.reduction === 'subgroup' ? merge : Math.max(t.lanes * (step * rows4 + 1), merge) + step * rows4;
+  return 4 * floats + 16 * 2 * t.slots * (rows4 / 4);
+}
+
+function isPow2(n: number): boolean {
+  return n > 0 && (n & (n - 1)) === 0;
 }
 
 function oneOf(field: string, value: number, allowed: readonly number[]): number {
@@ -109,24 +145,39 @@ export function chooseDecodeTiling(
   if (!Number.isInteger(perUnit) || perUnit < 1) throw new ShapeError('workgroupsPerUnit', `must be a positive integer, got ${perUnit}`, 'integers ≥ 1');
   const epw = p.dtype === 'f16' ? 8 : 4;
   const words = p.headDim / epw;
-  // Fewest words per lane such that a row has at most 32 lanes (one subgroup on most GPUs).
   const divisors = Array.from({ length: words }, (_, i) => i + 1).filter((c) => words % c === 0);
-  const cw = options.wordsPerLane ?? divisors.find((c) => words / c <= MAX_LANES)!;
-  if (!divisors.includes(cw)) throw new TileConfigError('wordsPerLane', `${cw} does not divide the ${words} words of a key row`, divisors.join(', '));
+  const sgMin = options.subgroupMinSize ?? 0;
+  if (options.reduction !== undefined && !(DECODE_REDUCTIONS as readonly string[]).includes(options.reduction))
+    throw new UnsupportedError('reduction', `${JSON.stringify(options.reduction)} is not a reduction`, DECODE_REDUCTIONS.join(', '));
+  if (options.reduction === 'subgroup' && sgMin < 1) throw new UnsupportedError('reduction', 'the device has no subgroups feature', 'workgroup');
+  // Fewest words per lane such that a row has at most `maxLanes` lanes (a power of two for the shuffle butterfly).
+  const fewestWords = (maxLanes: number, pow2 = false) => divisors.find((c) => words / c <= maxLanes && (!pow2 || isPow2(words / c)));
+  const naturalCw = options.wordsPerLane ?? fewestWords(MAX_LANES)!;
+  if (!divisors.includes(naturalCw)) throw new TileConfigError('wordsPerLane', `${naturalCw} does not divide the ${words} words of a key row`, divisors.join(', '));
+  const naturalLanes = words / naturalCw;
+  const reduction: DecodeReduction = options.reduction ?? 'workgroup';
+  let cw = naturalCw;
+  if (reduction === 'subgroup' && (naturalLanes > sgMin || !isPow2(naturalLanes))) {
+    const fits = divisors.filter((c) => words / c <= sgMin && isPow2(words / c));
+    if (options.wordsPerLane !== undefined)
+      throw new TileConfigError('wordsPerLane', `${naturalLanes} lanes per key row: the subgroup reduction needs a power of two ≤ the subgroup size ${sgMin}`, fits.join(', '));
+    cw = fewestWords(sgMin, true)!;
+  }
   const lanes = words / cw;
   if (lanes > maxThreads) throw new TileConfigError('wordsPerLane', `${lanes} lanes per key row exceed ${maxThreads} invocations`, divisors.filter((c) => words / c <= maxThreads).join(', '));
   const slots = Math.floor(maxThreads / lanes);
   const dimsPerLane = cw * epw;
-  // Rows per workgroup: as many as the register budget allows, spread evenly over the row blocks.
+  // Rows per workgroup: as many as the register budget allows (in fours: the
+  // kernel keeps four rows per vec4), spread evenly over the row blocks.
   const rows = p.groupSize * p.seqQ;
-  const maxRows = Math.max(1, Math.floor(ROW_REGISTER_BUDGET / (2 * dimsPerLane)));
+  const maxRows = 4 * Math.max(1, Math.floor(ROW_REGISTER_BUDGET / (8 * dimsPerLane)));
   const rowBlocks = Math.ceil(rows / maxRows);
   const rowBlock = Math.ceil(rows / rowBlocks);
-  const wantKu = options.keysPerSlot === undefined ? DEFAULT_KEYS_PER_SLOT : oneOf('keysPerSlot', options.keysPerSlot, DECODE_KEYS_PER_SLOT);
+  const wantKu = options.keysPerSlot === undefined ? DEFAULT_KEYS_PER_SLOT[reduction] : oneOf('keysPerSlot', options.keysPerSlot, DECODE_KEYS_PER_SLOT);
   // Fewer keys per slot until the step's partials fit workgroup memory.
   let keysPerSlot = 0;
   for (const ku of DECODE_KEYS_PER_SLOT.filter((k) => k <= wantKu).reverse()) {
-    if (decodeStorageBytes({ lanes, slots, keysPerSlot: ku, rowBlock }, p.headDim) <= limits.maxComputeWorkgroupStorageSize) {
+    if (decodeStorageBytes({ lanes, slots, keysPerSlot: ku, rowBlock, reduction }, p.headDim) <= limits.maxComputeWorkgroupStorageSize) {
       keysPerSlot = ku;
       break;
     }
@@ -146,6 +197,7 @@ export function chooseDecodeTiling(
   const maxSplits = Math.max(1, Math.min(Math.ceil(p.seqK / Math.max(minSplitKeys, blockN)), Math.ceil((4 * computeUnits * perUnit) / base), Math.floor(maxG / rowBlocks)));
   return {
     threads: lanes * slots,
+    reduction,
     lanes,
     wordsPerLane: cw,
     slots,
@@ -158,7 +210,7 @@ export function chooseDecodeTiling(
     minSplitKeys,
     computeUnits,
     workgroupsPerUnit: perUnit,
-    workgroupStorageBytes: decodeStorageBytes({ lanes, slots, keysPerSlot, rowBlock }, p.headDim),
+    workgroupStorageBytes: decodeStorageBytes({ lanes, slots, keysPerSlot, rowBlock, reduction }, p.headDim),
     workspaceBytes: p.batch * p.groupSize * p.headsKV * p.seqQ * maxSplits * (p.headDim / 4 + 1) * 16,
   };
 }

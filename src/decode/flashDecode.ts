@@ -9,7 +9,8 @@
 import decodeWgsl from '../../shaders/flashDecode.wgsl?raw';
 import { ScaleError, ShapeError, TileConfigError, UnsupportedError } from '../errors.js';
 import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/encode.js';
-import { chooseDecodeSplit, chooseDecodeTiling, decodeComputeUnits, DEFAULT_WORKGROUPS_PER_UNIT, type DecodeShape, type DecodeSplit, type DecodeTiling } from './decodePlan.js';
+import { chooseDecodeSplit, chooseDecodeTiling, decodeComputeUnits, DEFAULT_WORKGROUPS_PER_UNIT, type DecodeReduction, type DecodeShape, type DecodeSplit, type DecodeTiling } from './decodePlan.js';
+import { selectWgslSections } from '../runtime/wgslSections.js';
 import { SUPPORTED_HEAD_DIMS, checkTensorDesc, resolveBuffer, type BufferArg, type ResolvedBinding } from '../attention/problem.js';
 import { MAX_POOL_BUFFERS, type KvDType, type PagedKvCache } from '../kvcache/pagedKvCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
@@ -19,8 +20,27 @@ import { BufferUsage } from '../runtime/usage.js';
 import { tensorElements, tensorStrides, type TensorDesc, type TensorLayout, type TensorStrides } from '../tiling/layout.js';
 
 export * from './decodePlan.js';
+export { selectWgslSections } from '../runtime/wgslSections.js';
 
+/** The raw kernel file, `//#if` sections included; pipelines compile {@link decodeKernelVariant}'s output. */
 export const flashDecodeKernel = { name: 'flashDecode', code: decodeWgsl };
+
+/** Device features a decode pipeline is built with (each selects `//#if` sections of shaders/flashDecode.wgsl). */
+export interface DecodeKernelFeatures {
+  /** Widen f16 K/V with native f16 conversions (`shader-f16`) instead of unpack2x16float. */
+  nativeF16: boolean;
+  /** Sum the lanes' partial dots with subgroup shuffles (`subgroups`). */
+  subgroups: boolean;
+}
+
+/** The split/combine kernel source for a feature set, and the `enable` directives it needs. */
+export function decodeKernelVariant(f: DecodeKernelFeatures): { kernel: { name: string; code: string }; enables: string[] } {
+  const enables = [...(f.nativeF16 ? ['f16'] : []), ...(f.subgroups ? ['subgroups'] : [])];
+  return {
+    kernel: { name: `flashDecode${enables.map((e) => `+${e}`).join('')}`, code: selectWgslSections(decodeWgsl, { NATIVE_F16: f.nativeF16, SUBGROUPS: f.subgroups }) },
+    enables,
+  };
+}
 
 function isPass(t: EncodeTarget): t is GPUComputePassEncoder {
   return typeof (t as GPUComputePassEncoder).dispatchWorkgroups === 'function';
@@ -65,6 +85,10 @@ export interface DecodeOptions {
   keysPerSlot?: number;
   /** Load the next step's K/V before computing the current one; default true. */
   prefetch?: boolean;
+  /** Lane reduction: `workgroup` (memory and barriers, the default: fastest measured on an H100) or `subgroup` (shuffles; needs the `subgroups` feature). */
+  reduction?: DecodeReduction;
+  /** f16 storage: widen with native f16 conversions instead of unpack2x16float; default true when the device has `shader-f16` (no measurable difference on an H100). */
+  nativeF16?: boolean;
 }
 
 export interface DecodeBuffers {
@@ -177,6 +201,8 @@ export class FlashDecode {
     private readonly runtime: FastAttentionRuntime,
     readonly problem: DecodeProblem,
     readonly tiling: DecodeTiling,
+    /** f16 storage is widened with native f16 conversions. */
+    readonly nativeF16: boolean,
     private readonly cache: PagedKvCache | undefined,
     private readonly split: CompiledKernel,
     private readonly combine: CompiledKernel,
@@ -219,12 +245,19 @@ export class FlashDecode {
       wordsPerLane: options.wordsPerLane,
       keysPerSlot: options.keysPerSlot,
       prefetch: options.prefetch,
+      subgroupMinSize: runtime.capabilities.features.subgroups ? (runtime.capabilities.subgroupSize?.min ?? 4) : 0,
+      reduction: options.reduction,
     });
     if (tiling.threads > L.maxComputeInvocationsPerWorkgroup)
       throw new TileConfigError('threads', `${tiling.threads} invocations exceed the device's ${L.maxComputeInvocationsPerWorkgroup}`, `at most ${L.maxComputeInvocationsPerWorkgroup}`);
     if (tiling.workspaceBytes > L.maxStorageBufferBindingSize)
       throw new ShapeError('q.shape', `the split workspace needs ${tiling.workspaceBytes} bytes`, `at most ${L.maxStorageBufferBindingSize} (fewer sequences or computeUnits)`);
     const f16 = problem.dtype === 'f16';
+    const hasF16 = runtime.capabilities.features.shaderF16;
+    if (options.nativeF16 === true && !hasF16) throw new UnsupportedError('nativeF16', 'the device has no shader-f16 feature', 'false');
+    // Only f16 storage has anything to widen.
+    const nativeF16 = f16 && (options.nativeF16 ?? hasF16);
+    const variant = decodeKernelVariant({ nativeF16, subgroups: tiling.reduction === 'subgroup' });
     const consts = {
       HEAD_DIM: problem.headDim,
       F16: f16,
@@ -237,14 +270,16 @@ export class FlashDecode {
       KU: tiling.keysPerSlot,
       ROWS: tiling.rowBlock,
       PREFETCH: tiling.prefetch,
+      SUBGROUPS: tiling.reduction === 'subgroup',
     };
-    const [split, combine] = await Promise.all([runtime.pipelines.get(flashDecodeKernel, 'main', consts), runtime.pipelines.get(flashDecodeKernel, 'combine', consts)]);
+    const types = { enables: variant.enables };
+    const [split, combine] = await Promise.all([runtime.pipelines.get(variant.kernel, 'main', consts, types), runtime.pipelines.get(variant.kernel, 'combine', consts, types)]);
     const layout = split.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
     const params = new ParamsPool(runtime.device.queue, runtime.ledger, 'flashDecode', layout, problem.batch, L.minStorageBufferOffsetAlignment);
     const workspace = runtime.ledger.create('flashDecode', { label: 'flashDecode.workspace', size: tiling.workspaceBytes, usage: BufferUsage.STORAGE });
     // Bound in place of unused pools (and of the page table in contiguous mode).
     const dummy = runtime.ledger.create('flashDecode', { label: 'flashDecode.unusedBinding', size: 16, usage: BufferUsage.STORAGE });
-    return new FlashDecode(runtime, problem, tiling, options.cache, split, combine, params, dummy, workspace);
+    return new FlashDecode(runtime, problem, tiling, nativeF16, options.cache, split, combine, params, dummy, workspace);
   }
 
   /** Splits used by the most recent encode. */

@@ -1,7 +1,10 @@
 // Split-KV decode vs the float64 reference: Sq 1..16, GQA groups 1/2/4/8, odd
-// key lengths, BHSD/BSHD, f32 and f16 storage, several splits per sequence.
+// key lengths, BHSD/BSHD, f32 and f16 storage, several splits per sequence,
+// both lane reductions (workgroup memory, SwiftShader's default here, and
+// subgroup shuffles, forced: SwiftShader's subgroups of 4 give 4 lanes a row).
 import { describe, expect, it } from 'vitest';
-import { FlashDecode } from '../../src/decode/flashDecode.js';
+import { FlashDecode, type DecodeReduction } from '../../src/decode/flashDecode.js';
+import { PagedKvCache } from '../../src/kvcache/pagedKvCache.js';
 import type { TensorLayout } from '../../src/tiling/layout.js';
 import { emptyBuffer, maxAbsDiff, randn, rng, sharedRuntime } from '../helpers/gpu.js';
 import { fieldOf, quantize, readAs, referenceDecode, uploadAs } from './decodeHelpers.js';
@@ -19,6 +22,8 @@ interface Case {
   /** Valid keys per sequence (≤ Sk); odd on purpose. */
   kvLengths: number[];
   targetWorkgroups: number;
+  /** Lane reduction to force; default: the device's choice (workgroup memory on SwiftShader). */
+  reduction?: DecodeReduction;
 }
 
 // Few distinct pipelines on purpose (SwiftShader compiles slowly): (D, dtype, row block) repeat across cases.
@@ -36,11 +41,16 @@ const cases: Case[] = [
   // f16 storage: the benchmark's shape family (D128, G4, Sq1) and Sq > 1
   { B: 1, Hkv: 2, G: 4, Sq: 1, Sk: 261, D: 128, dtype: 'f16', layout: 'BHSD', causal: true, kvLengths: [261], targetWorkgroups: 64 },
   { B: 2, Hkv: 1, G: 8, Sq: 4, Sk: 150, D: 64, dtype: 'f16', layout: 'BSHD', causal: true, kvLengths: [149, 3], targetWorkgroups: 64 },
+  // Subgroup shuffles: f16 D128 (4 words a lane), f32 D64 in two row blocks, D80 (5 words a lane,
+  // row blocks of 3 padded to a vec4), Sq > 1 with a sequence shorter than its queries.
+  { B: 1, Hkv: 2, G: 4, Sq: 1, Sk: 261, D: 128, dtype: 'f16', layout: 'BHSD', causal: true, kvLengths: [261], targetWorkgroups: 64, reduction: 'subgroup' },
+  { B: 2, Hkv: 2, G: 4, Sq: 2, Sk: 200, D: 64, dtype: 'f32', layout: 'BSHD', causal: true, kvLengths: [199, 1], targetWorkgroups: 64, reduction: 'subgroup' },
+  { B: 1, Hkv: 1, G: 2, Sq: 3, Sk: 157, D: 80, dtype: 'f32', layout: 'BHSD', causal: false, kvLengths: [131], targetWorkgroups: 64, reduction: 'subgroup' },
 ];
 
 describe('split-KV decode vs float64 reference', () => {
   for (const [n, c] of cases.entries()) {
-    it(`case ${n}: B${c.B} Hkv${c.Hkv}×G${c.G} Sq${c.Sq} kv[${c.kvLengths}] D${c.D} ${c.dtype} ${c.layout}${c.causal ? ' causal' : ''}`, async () => {
+    it(`case ${n}: B${c.B} Hkv${c.Hkv}×G${c.G} Sq${c.Sq} kv[${c.kvLengths}] D${c.D} ${c.dtype} ${c.layout}${c.causal ? ' causal' : ''}${c.reduction ? ` ${c.reduction}` : ''}`, async () => {
       const rt = await sharedRuntime();
       const dev = rt.device;
       const Hq = c.Hkv * c.G;
@@ -54,7 +64,9 @@ describe('split-KV decode vs float64 reference', () => {
         dtype: c.dtype,
         targetWorkgroups: c.targetWorkgroups,
         minSplitKeys: 1,
+        reduction: c.reduction,
       });
+      if (c.reduction) expect(op.tiling.reduction).toBe(c.reduction);
       const r = rng(1000 + n);
       const q = quantize(randn(c.B * Hq * c.Sq * c.D, r), c.dtype);
       const k = quantize(randn(c.B * c.Hkv * c.Sk * c.D, r), c.dtype);
@@ -70,6 +82,40 @@ describe('split-KV decode vs float64 reference', () => {
       op.destroy();
     });
   }
+
+  it('subgroup shuffles through the page table (f16, two pool buffers)', async () => {
+    const rt = await sharedRuntime();
+    const dev = rt.device;
+    const [B, Hkv, G, Sq, D, pageTokens] = [2, 1, 4, 1, 128, 16];
+    const Hq = Hkv * G;
+    const lengths = [70, 33];
+    const pageBytes = 2 * Hkv * pageTokens * D * 2;
+    const cache = PagedKvCache.create(rt, { sequences: B, headsKV: Hkv, headDim: D, dtype: 'f16', pageTokens, maxTokensPerSequence: 80, totalPages: 8, maxBufferBytes: 4 * pageBytes });
+    expect(cache.pools.length).toBe(2);
+    // Same pipeline family as the f16 D128 subgroup case above, paged.
+    const op = await FlashDecode.create(rt, { q: { shape: [B, Hq, Sq, D] }, cache, dtype: 'f16', targetWorkgroups: 32, minSplitKeys: 1, reduction: 'subgroup' });
+    const r = rng(4242);
+    const q = quantize(randn(B * Hq * Sq * D, r), 'f16');
+    const kHost = new Float32Array(B * Hkv * 80 * D);
+    const vHost = new Float32Array(B * Hkv * 80 * D);
+    const enc = dev.createCommandEncoder();
+    for (let b = 0; b < B; b++) {
+      const k = quantize(randn(lengths[b] * Hkv * D, r), 'f16');
+      const v = quantize(randn(lengths[b] * Hkv * D, r), 'f16');
+      kHost.set(k, b * Hkv * 80 * D);
+      vHost.set(v, b * Hkv * 80 * D);
+      cache.append(enc, b, { k: uploadAs(dev, k, 'f16'), v: uploadAs(dev, v, 'f16'), tokens: lengths[b] });
+    }
+    dev.queue.submit([enc.finish()]);
+    const o = emptyBuffer(dev, q.length * 2);
+    await op.run({ q: uploadAs(dev, q, 'f16'), o });
+    expect(op.lastSplits.splits).toBeGreaterThan(1);
+    const got = await readAs(dev, o, q.length, 'f16');
+    const { out } = referenceDecode({ B, Hq, Hkv, Sq, Sk: 80, D }, { q: 'BHSD', k: 'BHSD', o: 'BHSD' }, true, q, kHost, vHost, lengths);
+    expect(maxAbsDiff(got, out)).toBeLessThanOrEqual(2e-3);
+    op.destroy();
+    cache.destroy();
+  });
 
   it('mixed layouts (BSHD q/o, BHSD k/v), custom scale, zero-length sequence', async () => {
     const rt = await sharedRuntime();

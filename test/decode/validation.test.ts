@@ -3,7 +3,7 @@
 // a compiled operator live next to the pipelines they share (decode.test.ts,
 // test/kvcache/pagedKvCache.test.ts): SwiftShader compiles slowly.
 import { describe, expect, it } from 'vitest';
-import { chooseDecodeSplit, chooseDecodeTiling, decodeComputeUnits, decodeStorageBytes, normalizeDecodeProblem } from '../../src/decode/flashDecode.js';
+import { chooseDecodeSplit, chooseDecodeTiling, decodeComputeUnits, decodeKernelVariant, decodeStorageBytes, normalizeDecodeProblem, selectWgslSections } from '../../src/decode/flashDecode.js';
 import { BufferError, ScaleError, ShapeError, TileConfigError, UnsupportedError } from '../../src/errors.js';
 import { MAX_POOL_BUFFERS, PagedKvCache } from '../../src/kvcache/pagedKvCache.js';
 import { sharedRuntime, upload } from '../helpers/gpu.js';
@@ -56,6 +56,68 @@ describe('decode validation', () => {
     // The workspace holds every split the policy may choose.
     expect(t.maxSplits).toBe(Math.min(Math.ceil(32768 / t.minSplitKeys), Math.ceil((4 * 132 * 2) / 8)));
     expect(t.workspaceBytes).toBe(32 * t.maxSplits * 33 * 16);
+  });
+
+  it('reduction: workgroup memory by default; subgroup shuffles on request, lanes narrowed to a power of two within the subgroup', () => {
+    const shape = (o: Partial<Parameters<typeof chooseDecodeTiling>[0]>) => ({ batch: 1, headsKV: 8, groupSize: 4, seqQ: 1, seqK: 32768, headDim: 128, dtype: 'f16' as const, ...o });
+    const h100 = { maxComputeWorkgroupStorageSize: 49152, maxComputeWorkgroupsPerDimension: 65535 };
+    // Subgroups of 32 cover the 16 lanes of an f16 row and the 32 of an f32 row: no narrowing, 2 keys a slot.
+    const t = chooseDecodeTiling(shape({}), h100, { computeUnits: 132, subgroupMinSize: 32, reduction: 'subgroup' });
+    expect([t.reduction, t.lanes, t.wordsPerLane, t.slots, t.keysPerSlot, t.threads]).toEqual(['subgroup', 16, 1, 16, 2, 256]);
+    expect(chooseDecodeTiling(shape({ dtype: 'f32' }), h100, { computeUnits: 132, subgroupMinSize: 32, reduction: 'subgroup' }).lanes).toBe(32);
+    // The default, with or without the feature: workgroup memory, 8 keys a slot.
+    const wg = chooseDecodeTiling(shape({}), h100, { computeUnits: 132 });
+    expect([wg.reduction, wg.lanes, wg.keysPerSlot]).toEqual(['workgroup', 16, 8]);
+    expect(chooseDecodeTiling(shape({}), h100, { computeUnits: 132, subgroupMinSize: 32 }).reduction).toBe('workgroup');
+    // Subgroups of 8 narrower than the 16 lanes of a row: 2 words a lane when the shuffles are asked for.
+    expect(chooseDecodeTiling(shape({}), h100, { computeUnits: 132, subgroupMinSize: 8, reduction: 'subgroup' }).lanes).toBe(8);
+    // Forced onto subgroups of 4: 4 words a lane (32 dims), 4 lanes a row; rows stay in fours.
+    const sg4 = chooseDecodeTiling(shape({}), h100, { computeUnits: 4, subgroupMinSize: 4, reduction: 'subgroup', threads: 64 });
+    expect([sg4.lanes, sg4.wordsPerLane, sg4.slots, sg4.rowBlock]).toEqual([4, 4, 16, 4]);
+    // The shuffle variant needs no partials buffer: only the slot merge (16 slots × 128 f32) and the slot statistics (vec4s).
+    expect(t.workgroupStorageBytes).toBe(4 * 16 * 128 + 16 * 2 * 16);
+    // D80 f16 has 10 lanes a row, not a power of two: the shuffles get 2 lanes of 5 words.
+    expect(chooseDecodeTiling(shape({ headDim: 80 }), h100, { computeUnits: 132, subgroupMinSize: 32, reduction: 'subgroup' }).lanes).toBe(2);
+    expect(wg.workgroupStorageBytes).toBe(decodeStorageBytes(wg, 128));
+    expect(wg.workgroupStorageBytes).toBeGreaterThan(t.workgroupStorageBytes);
+    // Typed errors: no subgroups, an explicit lane split wider than the subgroup, an unknown reduction.
+    expect(() => chooseDecodeTiling(shape({}), h100, { computeUnits: 4, reduction: 'subgroup' })).toThrow(UnsupportedError);
+    expect(fieldOf(() => chooseDecodeTiling(shape({}), h100, { computeUnits: 4, reduction: 'subgroup' }))).toBe('reduction');
+    expect(fieldOf(() => chooseDecodeTiling(shape({}), h100, { computeUnits: 4, subgroupMinSize: 4, reduction: 'subgroup', wordsPerLane: 1 }))).toBe('wordsPerLane');
+    expect(fieldOf(() => chooseDecodeTiling(shape({}), h100, { computeUnits: 4, reduction: 'shuffle' as 'subgroup' }))).toBe('reduction');
+  });
+
+  it('native f16 and subgroup reductions are refused with typed errors where the device lacks them', async () => {
+    const rt = await sharedRuntime();
+    const { FlashDecode } = await import('../../src/decode/flashDecode.js');
+    const opts = { q: { shape: [1, 4, 1, 64] as const }, k: { shape: [1, 1, 64, 64] as const }, v: { shape: [1, 1, 64, 64] as const }, dtype: 'f16' as const };
+    if (!rt.capabilities.features.shaderF16) {
+      await expect(FlashDecode.create(rt, { ...opts, nativeF16: true })).rejects.toThrow(UnsupportedError);
+      await expect(FlashDecode.create(rt, { ...opts, nativeF16: true }).catch((e: { field?: string }) => e.field)).resolves.toBe('nativeF16');
+    }
+    if (!rt.capabilities.features.subgroups) await expect(FlashDecode.create(rt, { ...opts, reduction: 'subgroup' })).rejects.toThrow(UnsupportedError);
+  });
+
+  it('shader sections: one branch per flag, line numbers kept, malformed sections rejected', () => {
+    const src = ['a', '//#if X', 'x1', '//#if Y', 'xy', '//#endif', '//#else', 'notx', '//#endif', 'b'].join('\n');
+    expect(selectWgslSections(src, { X: true, Y: true }).split('\n')).toEqual(['a', '', 'x1', '', 'xy', '', '', '', '', 'b']);
+    expect(selectWgslSections(src, { X: true, Y: false }).split('\n')).toEqual(['a', '', 'x1', '', '', '', '', '', '', 'b']);
+    expect(selectWgslSections(src, { X: false, Y: true }).split('\n')).toEqual(['a', '', '', '', '', '', '', 'notx', '', 'b']);
+    expect(() => selectWgslSections(src, { X: true })).toThrow(/no such flag/);
+    expect(() => selectWgslSections('//#if X\nx', { X: true })).toThrow(/not closed/);
+    expect(() => selectWgslSections('x\n//#endif', {})).toThrow(/without/);
+    expect(() => selectWgslSections('//#if X\n//#else\n//#else\n//#endif', { X: true })).toThrow(/second/);
+    // The decode kernel: the core variant references neither f16 types nor subgroup builtins; each feature brings its enable.
+    const core = decodeKernelVariant({ nativeF16: false, subgroups: false });
+    expect(core.enables).toEqual([]);
+    expect(core.kernel.code).not.toMatch(/f16>|subgroupShuffle/);
+    expect(core.kernel.code).toMatch(/unpack2x16float/);
+    const full = decodeKernelVariant({ nativeF16: true, subgroups: true });
+    expect(full.enables).toEqual(['f16', 'subgroups']);
+    expect(full.kernel.code).toMatch(/bitcast<vec4<f16>>/);
+    expect(full.kernel.code).toMatch(/subgroupShuffleXor/);
+    expect(full.kernel.code).not.toMatch(/workgroupBarrier\(\);\s*for \(var e = tid; e < STEP/);
+    expect(new Set([core.kernel.name, full.kernel.name, decodeKernelVariant({ nativeF16: true, subgroups: false }).kernel.name]).size).toBe(3);
   });
 
   it('split policy: fills every compute unit, splits are whole steps, ties to fewer splits', () => {
