@@ -2,14 +2,25 @@
 //
 // Grid: (query blocks, query heads, batch). Level 1: a workgroup owns BLOCK_Q
 // query rows and walks the non-empty key blocks of its row block, one K/V span
-// of BLOCK_KV keys per outer step. Level 2: each invocation owns a register tile
-// of ROWS_PER_THREAD × COLS_PER_THREAD scores and ROWS_PER_THREAD ×
-// 4·DIMS4_PER_THREAD output accumulators; the span reaches it through workgroup
-// memory in CHUNK-deep slices (CHUNK head dims of Q and K for S = Q·Kᵀ, CHUNK
-// keys of V for O += P·V), double-buffered when KV_STAGES = 2: the next slice is
-// loaded into registers before the current one is used and stored into the other
-// buffer after, so one barrier per slice suffices and global latency overlaps math.
-// Everything in workgroup memory is vec4 along the head dim.
+// of BLOCK_KV keys per outer step. Level 2: the workgroup is ROW_GROUPS row groups
+// of THREADS_PER_ROW invocations; an invocation owns ROWS_PER_THREAD rows,
+// interleaved (rowGroup + i·ROW_GROUPS, so the row groups of one subgroup read
+// different banks), a register tile of ROWS_PER_THREAD × COLS_PER_THREAD scores
+// (keys lane + j·THREADS_PER_ROW) and ROWS_PER_THREAD × 4·DIMS4_PER_THREAD output
+// accumulators. Every inner step is an outer product over that register tile with
+// vec4 operands from workgroup memory: S = Q·Kᵀ takes one vec4 of head dims of
+// each of its rows and keys; O += P·V takes, per key, its rows' probabilities as
+// vec4s and its output columns of V. The span reaches workgroup memory in
+// CHUNK-deep slices (CHUNK head dims of Q and K, then CHUNK keys of V) that share
+// one buffer per stage. The next slice (even across the Q·Kᵀ → P·V → next block
+// boundaries) is loaded into registers while this one is used, so global latency
+// overlaps math; with KV_STAGES = 2 it is stored into the other buffer, so one
+// barrier per slice suffices (one stage needs a second before each store).
+//
+// Per-row values shared by a row group (P, and partial row maxima and sums) are
+// stored as vec4s over 4 of an invocation's rows ("row vectors", RV_PITCH4 vec4
+// per key or lane), so every workgroup store writes a whole vector of its own
+// (no component stores) and every load feeds 4 rows.
 //
 // Softmax is online and in base 2 (scale·log2 e is folded into Q): a running max
 // and sum per row, the output divided by the sum once at the end. Rows that see no
@@ -71,15 +82,22 @@ const COLS_PER_THREAD: u32 = BLOCK_KV / THREADS_PER_ROW;
 const D4: u32 = HEAD_DIM / 4u;
 const CHUNK4: u32 = CHUNK / 4u;
 const DIMS4_PER_THREAD: u32 = (D4 + THREADS_PER_ROW - 1u) / THREADS_PER_ROW;
-// K rows are padded by one vec4 so that invocations reading consecutive keys hit distinct banks.
-const K_PITCH4: u32 = CHUNK4 + 1u;
-const Q_SLICE: u32 = BLOCK_Q * CHUNK4;
-const K_SLICE: u32 = BLOCK_KV * K_PITCH4;
+// Q and K slice rows are padded by one vec4: consecutive keys (the lanes of a row
+// group) and consecutive rows (the row groups of a subgroup) hit distinct banks.
+const PITCH4: u32 = CHUNK4 + 1u;
+const Q_SLICE: u32 = BLOCK_Q * PITCH4;
+const K_SLICE: u32 = BLOCK_KV * PITCH4;
 const V_SLICE: u32 = CHUNK * D4;
+// One stage holds a Q·Kᵀ slice (Q rows, then K rows) or a P·V slice (V rows): never both at once.
+const STAGE4: u32 = max(Q_SLICE + K_SLICE, V_SLICE);
 const D_SLICES: u32 = HEAD_DIM / CHUNK;
 const KV_SLICES: u32 = BLOCK_KV / CHUNK;
+// Row vectors: an invocation's rows 4 at a time; RV_PITCH4 vec4 per key (P) or per
+// lane (row scratch), padded by one so the lanes of a row group hit distinct banks.
+const ROW4: u32 = (ROWS_PER_THREAD + 3u) / 4u;
+const RV_PITCH4: u32 = ROW_GROUPS * ROW4 + 1u;
 // vec4 loads per invocation to stage one slice (rounded up; the tail is guarded).
-const QK_LOADS: u32 = (BLOCK_Q * CHUNK4 + BLOCK_KV * CHUNK4 + THREADS - 1u) / THREADS;
+const QK_LOADS: u32 = ((BLOCK_Q + BLOCK_KV) * CHUNK4 + THREADS - 1u) / THREADS;
 const V_LOADS: u32 = (V_SLICE + THREADS - 1u) / THREADS;
 // Finite stand-in for −∞: exp2(x − m) stays well defined for fully masked rows.
 const NEG_BIG: f32 = -1.0e30;
@@ -106,11 +124,11 @@ const STATUS_V: u32 = 4u;
 @group(0) @binding(6) var<storage, read> pageTable: array<u32>;
 @group(0) @binding(7) var<storage, read_write> status: array<atomic<u32>>;
 
-var<workgroup> qSlices: array<Tile4, KV_STAGES * Q_SLICE>;
-var<workgroup> kSlices: array<Tile4, KV_STAGES * K_SLICE>;
-var<workgroup> vSlices: array<Tile4, KV_STAGES * V_SLICE>;
-var<workgroup> pTile: array<f32, BLOCK_Q * BLOCK_KV>;
-var<workgroup> rowScratch: array<f32, BLOCK_Q * THREADS_PER_ROW>;
+var<workgroup> slices: array<Tile4, KV_STAGES * STAGE4>;
+// P of the current key block: key-major row vectors.
+var<workgroup> pTile: array<vec4f, BLOCK_KV * RV_PITCH4>;
+// Per-lane partial row maxima, then sums: lane-major row vectors.
+var<workgroup> rowScratch: array<vec4f, THREADS_PER_ROW * RV_PITCH4>;
 
 struct Block {
   qBase: u32,   // vec4 index of (b, hq, 0, 0) in q
@@ -120,7 +138,6 @@ struct Block {
   vBase: u32,
   qStart: u32,
   rows: u32,
-  kStart: u32,
   kvLen: u32,
 }
 
@@ -156,9 +173,10 @@ fn flagF16(x: vec4f, bit: u32) {
   }
 }
 
-// The i-th vec4 this invocation stages for Q·Kᵀ slice `s` (head dims [4·CHUNK4·s, …)):
-// Q rows first, then K rows; zero outside the valid rows and keys.
-fn loadQK(blk: Block, tid: u32, i: u32, s: u32) -> Tile4 {
+// The i-th vec4 this invocation stages for Q·Kᵀ slice `s` (head dims [4·CHUNK4·s, …))
+// of the key block starting at kStart: Q rows first, then K rows; zero outside the
+// valid rows and keys.
+fn loadQK(blk: Block, kStart: u32, tid: u32, i: u32, s: u32) -> Tile4 {
   let e = tid + i * THREADS;
   let c4 = s * CHUNK4;
   if (e < BLOCK_Q * CHUNK4) {
@@ -169,37 +187,42 @@ fn loadQK(blk: Block, tid: u32, i: u32, s: u32) -> Tile4 {
     return Tile4(x);
   }
   let f = e - BLOCK_Q * CHUNK4;
-  let key = blk.kStart + f / CHUNK4;
+  let key = kStart + f / CHUNK4;
   if (f >= BLOCK_KV * CHUNK4 || key >= blk.kvLen) { return Tile4(0.0); }
   let x = kAt(blk, key, c4 + f % CHUNK4);
   flagF16(vec4f(x), STATUS_K);
   return Tile4(x);
 }
 
-fn storeQK(x: Tile4, tid: u32, i: u32, stage: u32) {
+fn storeQK(x: Tile4, tid: u32, i: u32, base: u32) {
   let e = tid + i * THREADS;
   if (e < BLOCK_Q * CHUNK4) {
-    qSlices[stage * Q_SLICE + e] = x;
+    slices[base + (e / CHUNK4) * PITCH4 + e % CHUNK4] = x;
     return;
   }
   let f = e - BLOCK_Q * CHUNK4;
-  if (f < BLOCK_KV * CHUNK4) { kSlices[stage * K_SLICE + (f / CHUNK4) * K_PITCH4 + f % CHUNK4] = x; }
+  if (f < BLOCK_KV * CHUNK4) { slices[base + Q_SLICE + (f / CHUNK4) * PITCH4 + f % CHUNK4] = x; }
 }
 
 // The i-th vec4 of V slice `s` (keys [kStart + CHUNK·s, …)); zero past kvLen so
 // uninitialised cache slots cannot leak NaN into P·V.
-fn loadV(blk: Block, tid: u32, i: u32, s: u32) -> Tile4 {
+fn loadV(blk: Block, kStart: u32, tid: u32, i: u32, s: u32) -> Tile4 {
   let e = tid + i * THREADS;
-  let key = blk.kStart + s * CHUNK + e / D4;
+  let key = kStart + s * CHUNK + e / D4;
   if (e >= V_SLICE || key >= blk.kvLen) { return Tile4(0.0); }
   let x = vAt(blk, key, e % D4);
   flagF16(vec4f(x), STATUS_V);
   return Tile4(x);
 }
 
-fn storeV(x: Tile4, tid: u32, i: u32, stage: u32) {
+fn storeV(x: Tile4, tid: u32, i: u32, base: u32) {
   let e = tid + i * THREADS;
-  if (e < V_SLICE) { vSlices[stage * V_SLICE + e] = x; }
+  if (e < V_SLICE) { slices[base + e] = x; }
+}
+
+// Query row (within the block) of an invocation's i-th row.
+fn rowOf(rowGroup: u32, i: u32) -> u32 {
+  return rowGroup + i * ROW_GROUPS;
 }
 
 @compute @workgroup_size(THREADS)
@@ -214,8 +237,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   let offset = i32(kvLen) - i32(seqQ);
   let rowGroup = tid / THREADS_PER_ROW;
   let lane = tid % THREADS_PER_ROW;
-  let kv = kvBases(b, hkv);
-  var blk = Block(b * params.qBatch + hq * params.qHead, kv.x, kv.y, qStart, rows, 0u, kvLen);
+  let kvb = kvBases(b, hkv);
+  let blk = Block(b * params.qBatch + hq * params.qHead, kvb.x, kvb.y, qStart, rows, kvLen);
+  // This invocation's row vectors start here within a key's (P) or a lane's (scratch) RV_PITCH4.
+  let rv = rowGroup * ROW4;
 
   // Key blocks outside [firstBlock, endBlock) are empty for every row of this block.
   let range = keyBlockRange(qStart, rows, kvLen, offset);
@@ -228,114 +253,159 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   var s: array<f32, ROWS_PER_THREAD * COLS_PER_THREAD>;
   var qkNext: array<Tile4, QK_LOADS>;
   var vNext: array<Tile4, V_LOADS>;
+  var col4: array<u32, DIMS4_PER_THREAD>;
   for (var i = 0u; i < ROWS_PER_THREAD; i++) { m[i] = NEG_BIG; l[i] = 0.0; }
   for (var i = 0u; i < ROWS_PER_THREAD * DIMS4_PER_THREAD; i++) { acc[i] = vec4f(0.0); }
+  // Output vec4 columns; when THREADS_PER_ROW does not divide D4 the surplus repeat the last (never stored).
+  for (var t = 0u; t < DIMS4_PER_THREAD; t++) { col4[t] = min(lane + t * THREADS_PER_ROW, D4 - 1u); }
+
+  // Slices staged so far: picks the buffer of the next one.
+  var step = 0u;
+  if (firstBlock < endBlock) {
+    for (var i = 0u; i < QK_LOADS; i++) { qkNext[i] = loadQK(blk, firstBlock * BLOCK_KV, tid, i, 0u); }
+  }
 
   for (var kb = firstBlock; kb < endBlock; kb++) {
-    blk.kStart = kb * BLOCK_KV;
+    let kStart = kb * BLOCK_KV;
 
     // ---- S = (Q·scale·log2 e)·Kᵀ, streamed over head-dim slices ----
     for (var i = 0u; i < ROWS_PER_THREAD * COLS_PER_THREAD; i++) { s[i] = 0.0; }
-    for (var i = 0u; i < QK_LOADS; i++) { qkNext[i] = loadQK(blk, tid, i, 0u); }
     for (var ds = 0u; ds < D_SLICES; ds++) {
-      let stage = ds % KV_STAGES;
+      let base = (step % KV_STAGES) * STAGE4;
+      step++;
       // Single-buffered: wait until everyone is done with the buffer we overwrite.
       if (KV_STAGES == 1u) { workgroupBarrier(); }
-      for (var i = 0u; i < QK_LOADS; i++) { storeQK(qkNext[i], tid, i, stage); }
+      for (var i = 0u; i < QK_LOADS; i++) { storeQK(qkNext[i], tid, i, base); }
       workgroupBarrier();
+      // Prefetch the next slice: Q·Kᵀ's next, or after the last one P·V's first.
       if (ds + 1u < D_SLICES) {
-        for (var i = 0u; i < QK_LOADS; i++) { qkNext[i] = loadQK(blk, tid, i, ds + 1u); }
+        for (var i = 0u; i < QK_LOADS; i++) { qkNext[i] = loadQK(blk, kStart, tid, i, ds + 1u); }
+      } else {
+        for (var i = 0u; i < V_LOADS; i++) { vNext[i] = loadV(blk, kStart, tid, i, 0u); }
       }
-      let qOff = stage * Q_SLICE + rowGroup * ROWS_PER_THREAD * CHUNK4;
-      let kOff = stage * K_SLICE + lane * K_PITCH4;
+      let kOff = base + Q_SLICE + lane * PITCH4;
       for (var c = 0u; c < CHUNK4; c++) {
-        var qv: array<vec4f, ROWS_PER_THREAD>;
-        for (var i = 0u; i < ROWS_PER_THREAD; i++) { qv[i] = vec4f(qSlices[qOff + i * CHUNK4 + c]); }
-        for (var j = 0u; j < COLS_PER_THREAD; j++) {
-          let kv = vec4f(kSlices[kOff + j * THREADS_PER_ROW * K_PITCH4 + c]);
-          for (var i = 0u; i < ROWS_PER_THREAD; i++) { s[i * COLS_PER_THREAD + j] += dot(qv[i], kv); }
+        var kv: array<vec4f, COLS_PER_THREAD>;
+        for (var j = 0u; j < COLS_PER_THREAD; j++) { kv[j] = vec4f(slices[kOff + j * THREADS_PER_ROW * PITCH4 + c]); }
+        for (var i = 0u; i < ROWS_PER_THREAD; i++) {
+          let qv = vec4f(slices[base + rowOf(rowGroup, i) * PITCH4 + c]);
+          for (var j = 0u; j < COLS_PER_THREAD; j++) {
+            // Explicit FMAs: s += dot(q, k) would cost a multiply and an add more per score.
+            var x = s[i * COLS_PER_THREAD + j];
+            x = fma(qv.x, kv[j].x, x);
+            x = fma(qv.y, kv[j].y, x);
+            x = fma(qv.z, kv[j].z, x);
+            x = fma(qv.w, kv[j].w, x);
+            s[i * COLS_PER_THREAD + j] = x;
+          }
         }
       }
     }
-    // With two stages, the next writes to this slice's buffer come after the
-    // barriers below, which every invocation passes only when done reading it.
 
     // ---- tiling-mask: full blocks skip this; partial ones OR their M-mask windows ----
-    let edges = blockEdges(qStart, rows, blk.kStart, kvLen, offset);
+    let edges = blockEdges(qStart, rows, kStart, kvLen, offset);
     if (edges.partial) {
       for (var i = 0u; i < ROWS_PER_THREAD; i++) {
         for (var j = 0u; j < COLS_PER_THREAD; j++) {
-          if (maskedAt(edges, rowGroup * ROWS_PER_THREAD + i, lane + j * THREADS_PER_ROW)) { s[i * COLS_PER_THREAD + j] = NEG_BIG; }
+          if (maskedAt(edges, rowOf(rowGroup, i), lane + j * THREADS_PER_ROW)) { s[i * COLS_PER_THREAD + j] = NEG_BIG; }
         }
       }
     }
 
     // ---- online softmax: row max across the THREADS_PER_ROW invocations of a row group ----
-    for (var i = 0u; i < ROWS_PER_THREAD; i++) {
-      var mx = NEG_BIG;
-      for (var j = 0u; j < COLS_PER_THREAD; j++) { mx = max(mx, s[i * COLS_PER_THREAD + j]); }
-      rowScratch[(rowGroup * ROWS_PER_THREAD + i) * THREADS_PER_ROW + lane] = mx;
+    // The Q·Kᵀ slices are done with before this scratch is written: its last reads
+    // (the previous block's) come before at least one P·V barrier.
+    for (var i4 = 0u; i4 < ROW4; i4++) {
+      var mx = vec4f(NEG_BIG);
+      for (var u = 0u; u < 4u; u++) {
+        let i = i4 * 4u + u;
+        if (i < ROWS_PER_THREAD) {
+          for (var j = 0u; j < COLS_PER_THREAD; j++) { mx[u] = max(mx[u], s[i * COLS_PER_THREAD + j]); }
+        }
+      }
+      rowScratch[lane * RV_PITCH4 + rv + i4] = mx;
     }
     workgroupBarrier();
-    for (var i = 0u; i < ROWS_PER_THREAD; i++) {
-      let r = rowGroup * ROWS_PER_THREAD + i;
-      var mNew = m[i];
-      for (var t = 0u; t < THREADS_PER_ROW; t++) { mNew = max(mNew, rowScratch[r * THREADS_PER_ROW + t]); }
-      let alpha = exp2(m[i] - mNew);
-      m[i] = mNew;
-      var sum = 0.0;
-      for (var j = 0u; j < COLS_PER_THREAD; j++) {
-        let x = s[i * COLS_PER_THREAD + j];
-        let p = select(exp2(x - mNew), 0.0, x < MASKED_BELOW);
-        sum += p;
-        pTile[r * BLOCK_KV + lane + j * THREADS_PER_ROW] = p;
+    for (var i4 = 0u; i4 < ROW4; i4++) {
+      var mRow = vec4f(NEG_BIG);
+      for (var t = 0u; t < THREADS_PER_ROW; t++) { mRow = max(mRow, rowScratch[t * RV_PITCH4 + rv + i4]); }
+      var pRow: array<vec4f, COLS_PER_THREAD>;
+      for (var u = 0u; u < 4u; u++) {
+        let i = i4 * 4u + u;
+        if (i < ROWS_PER_THREAD) {
+          let mNew = max(m[i], mRow[u]);
+          let alpha = exp2(m[i] - mNew);
+          m[i] = mNew;
+          var sum = 0.0;
+          for (var j = 0u; j < COLS_PER_THREAD; j++) {
+            let x = s[i * COLS_PER_THREAD + j];
+            let p = select(exp2(x - mNew), 0.0, x < MASKED_BELOW);
+            sum += p;
+            pRow[j][u] = p;
+          }
+          // Each invocation keeps the partial sum of its own columns; they are added once at the end.
+          l[i] = l[i] * alpha + sum;
+          for (var t = 0u; t < DIMS4_PER_THREAD; t++) { acc[i * DIMS4_PER_THREAD + t] *= alpha; }
+        } else {
+          for (var j = 0u; j < COLS_PER_THREAD; j++) { pRow[j][u] = 0.0; }
+        }
       }
-      // Each invocation keeps the partial sum of its own columns; they are added once at the end.
-      l[i] = l[i] * alpha + sum;
-      for (var t = 0u; t < DIMS4_PER_THREAD; t++) { acc[i * DIMS4_PER_THREAD + t] *= alpha; }
+      // P's last reads (the previous block's P·V) come before this block's Q·Kᵀ barriers.
+      for (var j = 0u; j < COLS_PER_THREAD; j++) { pTile[(lane + j * THREADS_PER_ROW) * RV_PITCH4 + rv + i4] = pRow[j]; }
     }
 
     // ---- O += P·V, streamed over key slices ----
-    for (var i = 0u; i < V_LOADS; i++) { vNext[i] = loadV(blk, tid, i, 0u); }
     for (var ks = 0u; ks < KV_SLICES; ks++) {
-      let stage = ks % KV_STAGES;
+      let base = (step % KV_STAGES) * STAGE4;
+      step++;
       if (KV_STAGES == 1u) { workgroupBarrier(); }
-      for (var i = 0u; i < V_LOADS; i++) { storeV(vNext[i], tid, i, stage); }
-      workgroupBarrier(); // also publishes P and retires the row scratch
+      for (var i = 0u; i < V_LOADS; i++) { storeV(vNext[i], tid, i, base); }
+      workgroupBarrier(); // also publishes P
+      // Prefetch the next slice: P·V's next, or after the last one the next block's first Q·Kᵀ slice.
       if (ks + 1u < KV_SLICES) {
-        for (var i = 0u; i < V_LOADS; i++) { vNext[i] = loadV(blk, tid, i, ks + 1u); }
+        for (var i = 0u; i < V_LOADS; i++) { vNext[i] = loadV(blk, kStart, tid, i, ks + 1u); }
+      } else if (kb + 1u < endBlock) {
+        for (var i = 0u; i < QK_LOADS; i++) { qkNext[i] = loadQK(blk, kStart + BLOCK_KV, tid, i, 0u); }
       }
       for (var kk = 0u; kk < CHUNK; kk++) {
-        let key = ks * CHUNK + kk;
-        var pv: array<f32, ROWS_PER_THREAD>;
-        for (var i = 0u; i < ROWS_PER_THREAD; i++) { pv[i] = pTile[(rowGroup * ROWS_PER_THREAD + i) * BLOCK_KV + key]; }
+        var pv: array<vec4f, ROW4>;
+        for (var i4 = 0u; i4 < ROW4; i4++) { pv[i4] = pTile[(ks * CHUNK + kk) * RV_PITCH4 + rv + i4]; }
         for (var t = 0u; t < DIMS4_PER_THREAD; t++) {
-          let col4 = min(lane + t * THREADS_PER_ROW, D4 - 1u);
-          let vx = vec4f(vSlices[stage * V_SLICE + kk * D4 + col4]);
-          for (var i = 0u; i < ROWS_PER_THREAD; i++) { acc[i * DIMS4_PER_THREAD + t] = fma(vec4f(pv[i]), vx, acc[i * DIMS4_PER_THREAD + t]); }
+          let vx = vec4f(slices[base + kk * D4 + col4[t]]);
+          for (var i = 0u; i < ROWS_PER_THREAD; i++) {
+            acc[i * DIMS4_PER_THREAD + t] = fma(vec4f(pv[i / 4u][i % 4u]), vx, acc[i * DIMS4_PER_THREAD + t]);
+          }
         }
       }
     }
-    // No barrier here: the next block's first writes (slice stage 0, scratch, P)
-    // all come after at least one barrier that every invocation reaches only
-    // once it is done with this block.
+    // No barrier here: the next writes to this slice's buffer, to the row scratch
+    // and to P all come after at least one barrier that every invocation reaches
+    // only once it is done with this block (with one stage, the barrier before
+    // each store; with two, the next slice goes to the other buffer).
   }
 
   // ---- epilogue: add the partial row sums, rescale once; rows that saw no key give 0 ----
-  for (var i = 0u; i < ROWS_PER_THREAD; i++) {
-    rowScratch[(rowGroup * ROWS_PER_THREAD + i) * THREADS_PER_ROW + lane] = l[i];
+  for (var i4 = 0u; i4 < ROW4; i4++) {
+    var part = vec4f(0.0);
+    for (var u = 0u; u < 4u; u++) {
+      if (i4 * 4u + u < ROWS_PER_THREAD) { part[u] = l[i4 * 4u + u]; }
+    }
+    rowScratch[lane * RV_PITCH4 + rv + i4] = part;
   }
   workgroupBarrier();
   let oBase = b * params.oBatch + hq * params.oHead;
-  for (var i = 0u; i < ROWS_PER_THREAD; i++) {
-    let r = rowGroup * ROWS_PER_THREAD + i;
-    if (r >= rows) { continue; }
-    var total = 0.0;
-    for (var t = 0u; t < THREADS_PER_ROW; t++) { total += rowScratch[r * THREADS_PER_ROW + t]; }
-    let inv = select(0.0, 1.0 / total, total > 0.0);
-    for (var t = 0u; t < DIMS4_PER_THREAD; t++) {
-      let col4 = lane + t * THREADS_PER_ROW;
-      if (col4 < D4) { o[oBase + (qStart + r) * params.oSeq + col4] = Store4(acc[i * DIMS4_PER_THREAD + t] * inv); }
+  for (var i4 = 0u; i4 < ROW4; i4++) {
+    var total = vec4f(0.0);
+    for (var t = 0u; t < THREADS_PER_ROW; t++) { total += rowScratch[t * RV_PITCH4 + rv + i4]; }
+    for (var u = 0u; u < 4u; u++) {
+      let i = i4 * 4u + u;
+      let r = rowOf(rowGroup, i);
+      if (i >= ROWS_PER_THREAD || r >= rows) { continue; }
+      let inv = select(0.0, 1.0 / total[u], total[u] > 0.0);
+      for (var t = 0u; t < DIMS4_PER_THREAD; t++) {
+        let c4 = lane + t * THREADS_PER_ROW;
+        if (c4 < D4) { o[oBase + (qStart + r) * params.oSeq + c4] = Store4(acc[i * DIMS4_PER_THREAD + t] * inv); }
+      }
     }
   }
 }

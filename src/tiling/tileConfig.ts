@@ -32,7 +32,7 @@ export interface TileLimits {
   maxComputeWorkgroupStorageSize: number;
   maxComputeInvocationsPerWorkgroup: number;
   maxComputeWorkgroupSizeX: number;
-  /** Estimated 32-bit registers one invocation may use before spilling; default 128. */
+  /** Estimated 32-bit registers one invocation may use before spilling; default {@link DEFAULT_REGISTER_BUDGET}. */
   registerBudget?: number;
 }
 
@@ -59,27 +59,37 @@ function isPositiveInt(x: number): boolean {
 /**
  * Derive the geometry of a config (no device checks; see {@link checkTileConfig}).
  * `sliceBytes` is the element size staged in workgroup memory (2 on the f16 tier).
+ * Mirrors the workgroup arrays of shaders/flashAttentionPrefill.wgsl.
  */
 export function tileGeometry(tile: TileConfig, headDim: number, sliceBytes = 4): TileGeometry {
   const rowGroups = tile.blockQ / tile.rowsPerThread;
   const threads = rowGroups * tile.threadsPerRow;
   const colsPerThread = tile.blockKV / tile.threadsPerRow;
   const dims4PerThread = Math.ceil(headDim / 4 / tile.threadsPerRow);
-  const words =
-    (tile.kvStages * (tile.blockQ * tile.chunk + tile.blockKV * (tile.chunk + 4) + tile.chunk * headDim) * sliceBytes) / 4 + // Q, K (padded), V slices
-    tile.blockQ * tile.blockKV + // P tile
-    tile.blockQ * tile.threadsPerRow; // row-reduction scratch
-  const stagingVec4 = Math.ceil(((tile.blockQ + tile.blockKV) * tile.chunk) / 4 / threads) + Math.ceil((tile.chunk * headDim) / 4 / threads);
-  // scores + accumulators + running max/sum/rescale per row + prefetched slices + Q operands + indexing
+  const chunk4 = tile.chunk / 4;
+  // One buffer per stage holds a Q·Kᵀ slice (Q and K rows of chunk4 + 1 vec4) or a P·V slice (chunk keys of V).
+  const stageVec4 = Math.max((tile.blockQ + tile.blockKV) * (chunk4 + 1), tile.chunk * (headDim / 4));
+  // Row vectors: an invocation's rows 4 at a time, one padded pitch per key (P) and per lane (row scratch).
+  const rowVectorPitch = rowGroups * Math.ceil(tile.rowsPerThread / 4) + 1;
+  const bytes = tile.kvStages * stageVec4 * 4 * sliceBytes + (tile.blockKV + tile.threadsPerRow) * rowVectorPitch * 16;
+  const qkLoads = Math.ceil(((tile.blockQ + tile.blockKV) * chunk4) / threads);
+  const vLoads = Math.ceil((tile.chunk * headDim) / 4 / threads);
+  // scores + accumulators + running max/sum per row; the prefetched slice (the Q·Kᵀ and
+  // P·V ones are not live together); the larger operand set (K vec4s and a Q vec4, or P row
+  // vectors and a V vec4); indexing.
   const registers =
-    tile.rowsPerThread * (colsPerThread + 4 * dims4PerThread + 3) + 4 * stagingVec4 + 4 * tile.rowsPerThread + 4 + 16;
+    tile.rowsPerThread * (colsPerThread + 4 * dims4PerThread + 2) +
+    4 * Math.max(qkLoads, vLoads) +
+    Math.max(4 * colsPerThread + 4, 4 * Math.ceil(tile.rowsPerThread / 4) + 4) +
+    dims4PerThread +
+    16;
   return {
     threads,
     rowGroups,
     colsPerThread,
     dims4PerThread,
     maskBlock: Math.max(tile.blockQ, tile.blockKV),
-    workgroupStorageBytes: words * 4,
+    workgroupStorageBytes: bytes,
     registersPerThread: registers,
   };
 }
@@ -117,7 +127,7 @@ export function checkTileConfig(tile: TileConfig, headDim: number, limits: TileL
   if (g.registersPerThread > budget)
     throw new TileConfigError(
       'tile',
-      `needs an estimated ${g.registersPerThread} registers per invocation (rowsPerThread ${tile.rowsPerThread} × (${g.colsPerThread} scores + ${4 * g.dims4PerThread} outputs + 3) + staging and operands)`,
+      `needs an estimated ${g.registersPerThread} registers per invocation (rowsPerThread ${tile.rowsPerThread} × (${g.colsPerThread} scores + ${4 * g.dims4PerThread} outputs + 2) + staging and operands)`,
       `at most ${budget} (the register budget)`,
     );
   return g;
@@ -125,14 +135,20 @@ export function checkTileConfig(tile: TileConfig, headDim: number, limits: TileL
 
 /**
  * Candidate configurations, best first on a GPU; the first that fits a device
- * is the default (the tuner of the fast-path work replaces this list per adapter).
+ * is the default, and the tuner (src/tuning/) times all of them per adapter.
+ * The first four are in the order of the H100 sweep at S = 4096, D = 128
+ * (bench/results/bench-f32-h100-sweep1-*): 64×64 blocks of 4×4 score tiles over
+ * 16-deep slices lead. Tiles of 8 rows per invocation measured slower there and
+ * exceed the default register budget, so they are not candidates; the smaller
+ * tiles are fallbacks for devices with less workgroup storage.
  */
 export const TILE_CANDIDATES: readonly TileConfig[] = [
-  // Measured best of a sweep on an H100 at S = 4096, D = 128 (bench/results): deep slices, fewer barriers.
   { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 16, kvStages: 1 },
+  { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 16, kvStages: 2 },
   { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 8, kvStages: 2 },
-  { blockQ: 32, blockKV: 64, rowsPerThread: 2, threadsPerRow: 16, chunk: 8, kvStages: 2 },
+  { blockQ: 32, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 16, kvStages: 2 },
   { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 8, kvStages: 1 },
+  { blockQ: 32, blockKV: 64, rowsPerThread: 2, threadsPerRow: 16, chunk: 8, kvStages: 2 },
   { blockQ: 32, blockKV: 64, rowsPerThread: 2, threadsPerRow: 16, chunk: 8, kvStages: 1 },
   { blockQ: 32, blockKV: 32, rowsPerThread: 2, threadsPerRow: 16, chunk: 8, kvStages: 2 },
   { blockQ: 16, blockKV: 32, rowsPerThread: 1, threadsPerRow: 16, chunk: 8, kvStages: 1 },
