@@ -47,6 +47,8 @@ describe('reflection', () => {
       ['v', 3, 'read-only-storage'],
       ['o', 4, 'storage'],
       ['mMask', 5, 'read-only-storage'],
+      ['pageTable', 6, 'read-only-storage'],
+      ['status', 7, 'storage'],
     ]);
     const layout = b[0].struct!;
     expect(layout.members[0]).toMatchObject({ name: 'seqQ', offset: 0, type: 'u32' });
