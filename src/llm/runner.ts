@@ -35,6 +35,7 @@
 import { ShapeError, UnsupportedError } from '../errors.js';
 import { MAX_PREFILL_POOL_BUFFERS, type FlashAttentionPrefill } from '../attention/flashAttentionPrefill.js';
 import type { StandardAttention } from '../attention/standardAttention.js';
+import type { AttentionOptions } from '../attention/problem.js';
 import { hasSubgroupMatrix16 } from '../attention/tiers.js';
 import type { FlashDecode } from '../decode/flashDecode.js';
 import type { KvDType } from '../kvcache/pagedKvCache.js';
@@ -422,25 +423,29 @@ export class LlamaRunner {
 
   // ---- planning of attention operators ----
 
-  /** The fused prefill operator of a first chunk: its keys are the chunk's own staging rows (`[batch][Hkv][seqQ][D]`). */
-  private fastOp(step: AttentionStep): Promise<FlashAttentionPrefill> {
-    const key = `${step.batch}:${step.seqQ}`;
+  /** The fused prefill operator under `key`, created on first use (a failed creation is not cached). */
+  private fusedOp(key: string, options: AttentionOptions): Promise<FlashAttentionPrefill> {
     let op = this.fastOps.get(key);
     if (!op) {
-      const c = this.config;
-      const kv = { shape: [step.batch, c.numKvHeads, step.seqQ, c.headDim] as [number, number, number, number], layout: 'BHSD' as const };
-      op = this.runtime.createPrefill({
-        q: { shape: [step.batch, c.numHeads, step.seqQ, c.headDim], layout: 'BSHD' },
-        k: kv,
-        v: kv,
-        causal: true,
-        dtype: this.activations,
-        tile: this.prefillTile,
-      });
+      op = this.runtime.createPrefill(options);
       this.fastOps.set(key, op);
       op.catch(() => this.fastOps.delete(key));
     }
     return op;
+  }
+
+  /** The fused prefill operator of a first chunk: its keys are the chunk's own staging rows (`[batch][Hkv][seqQ][D]`). */
+  private fastOp(step: AttentionStep): Promise<FlashAttentionPrefill> {
+    const c = this.config;
+    const kv = { shape: [step.batch, c.numKvHeads, step.seqQ, c.headDim] as [number, number, number, number], layout: 'BHSD' as const };
+    return this.fusedOp(`${step.batch}:${step.seqQ}`, {
+      q: { shape: [step.batch, c.numHeads, step.seqQ, c.headDim], layout: 'BSHD' },
+      k: kv,
+      v: kv,
+      causal: true,
+      dtype: this.activations,
+      tile: this.prefillTile,
+    });
   }
 
   /**
@@ -452,22 +457,15 @@ export class LlamaRunner {
   private pagedOps(step: AttentionStep): Promise<FlashAttentionPrefill[]> {
     const c = this.config;
     return Promise.all(
-      this.pagedCache!.layers.map((cache, l) => {
-        const key = `paged:${step.seqQ}:${l}`;
-        let op = this.fastOps.get(key);
-        if (!op) {
-          op = this.runtime.createPrefill({
-            q: { shape: [this.maxBatch, c.numHeads, step.seqQ, c.headDim], layout: 'BSHD' },
-            cache,
-            causal: true,
-            dtype: this.activations,
-            tile: this.prefillTile,
-          });
-          this.fastOps.set(key, op);
-          op.catch(() => this.fastOps.delete(key));
-        }
-        return op;
-      }),
+      this.pagedCache!.layers.map((cache, l) =>
+        this.fusedOp(`paged:${step.seqQ}:${l}`, {
+          q: { shape: [this.maxBatch, c.numHeads, step.seqQ, c.headDim], layout: 'BSHD' },
+          cache,
+          causal: true,
+          dtype: this.activations,
+          tile: this.prefillTile,
+        }),
+      ),
     );
   }
 
