@@ -56,7 +56,7 @@ export interface PrefillStatus {
 }
 
 /** The part of a {@link PagedKvCache} the host-side page checks read (tests pass their own). */
-export type PagedKvView = Pick<PagedKvCache, 'geometry' | 'pools' | 'lengths' | 'capacityTokens' | 'pagesOf'>;
+export type PagedKvView = Pick<PagedKvCache, 'geometry' | 'pools' | 'lengths' | 'capacityTokens' | 'pageOf'>;
 
 /**
  * Check, before any dispatch, that every key below `kvLen[b]` of every sequence
@@ -69,10 +69,9 @@ export function checkPagedKeys(cache: PagedKvView, kvLen: ArrayLike<number>): vo
     const len = cache.lengths[b];
     if (len > cache.capacityTokens)
       throw new ShapeError(`cache.lengths[${b}]`, `sequence ${b} holds ${len} tokens, beyond the cache's capacity of ${cache.capacityTokens}`, `at most ${cache.capacityTokens}`);
-    const pages = cache.pagesOf(b);
     const need = Math.ceil(kvLen[b] / g.pageTokens);
     for (let i = 0; i < need; i++) {
-      const page = i < pages.length ? pages[i] : NO_PAGE;
+      const page = cache.pageOf(b, i);
       const keys = () => `keys [${i * g.pageTokens}, ${Math.min((i + 1) * g.pageTokens, kvLen[b])})`;
       if (page === NO_PAGE)
         throw new BufferError(`cache.pageTable[${b}][${i}]`, `sequence ${b} has no page for ${keys()}, below its length ${kvLen[b]}`, 'a page for every position below the sequence length');

@@ -171,6 +171,16 @@ export class PagedKvCache {
   }
 
   /** Physical pages of a sequence, in logical order. */
+  /**
+   * Physical page of logical page `i` of sequence `seq` ({@link NO_PAGE} at or
+   * past the sequence's pages). Allocates nothing, for per-call checks.
+   */
+  pageOf(seq: number, i: number): number {
+    this.checkSeq('seq', seq);
+    const n = Math.ceil(this.lengthsHost[seq] / this.geometry.pageTokens);
+    return Number.isInteger(i) && i >= 0 && i < n ? this.pagesHost[seq * this.geometry.maxPagesPerSequence + i] : NO_PAGE;
+  }
+
   pagesOf(seq: number): number[] {
     this.checkSeq('seq', seq);
     const n = Math.ceil(this.lengthsHost[seq] / this.geometry.pageTokens);

@@ -18,7 +18,7 @@
  */
 import { BufferError, ShapeError } from '../errors.js';
 import type { BufferArg } from '../attention/problem.js';
-import { PagedKvCache, type KvDType } from '../kvcache/pagedKvCache.js';
+import { NO_PAGE, PagedKvCache, type KvDType } from '../kvcache/pagedKvCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { BufferUsage } from '../runtime/usage.js';
 
@@ -179,8 +179,8 @@ export class PagedLlmKvCache {
   slot(seq: number, pos: number): { element: number; headStride: number; vOffset: number } {
     const cache = this.layers[0];
     const g = cache.geometry;
-    const page = cache.pagesOf(seq)[Math.floor(pos / this.pageTokens)];
-    if (page === undefined) throw new ShapeError('pos', `token ${pos} of sequence ${seq} is past its ${cache.length(seq)} cached tokens`, `positions below ${cache.length(seq)}`);
+    const page = cache.pageOf(seq, Math.floor(pos / this.pageTokens));
+    if (page === NO_PAGE) throw new ShapeError('pos', `token ${pos} of sequence ${seq} is past its ${cache.length(seq)} cached tokens`, `positions below ${cache.length(seq)}`);
     const bpe = this.dtype === 'f16' ? 2 : 4;
     return { element: cache.byteOffset(page, false, 0, pos % this.pageTokens).offset / bpe, headStride: this.pageTokens * this.headDim, vOffset: (g.headsKV * this.pageTokens * this.headDim) };
   }

@@ -239,7 +239,7 @@ describe('paged prefill: bad input', async () => {
     pools,
     lengths: Uint32Array.from(lengths),
     capacityTokens: cache.capacityTokens,
-    pagesOf: (s: number) => pages[s],
+    pageOf: (s: number, i: number) => (i < pages[s].length ? pages[s][i] : NO_PAGE),
   });
   it('a page-table entry with no page below the sequence length', async () => {
     const e = await rejects(() => checkPagedKeys(view([[0, NO_PAGE], []], [12, 0]), [12, 0]), BufferError, 'cache.pageTable[0][1]');

@@ -3,7 +3,7 @@
 // buffers, reservations (growth without data), and decode through the page
 // table vs the float64 reference.
 import { describe, expect, it } from 'vitest';
-import { PagedKvCache } from '../../src/kvcache/pagedKvCache.js';
+import { NO_PAGE, PagedKvCache } from '../../src/kvcache/pagedKvCache.js';
 import { FlashDecode, normalizeDecodeProblem } from '../../src/decode/flashDecode.js';
 import type { TensorLayout } from '../../src/tiling/layout.js';
 import { emptyBuffer, maxAbsDiff, randn, rng, sharedRuntime, upload } from '../helpers/gpu.js';
@@ -145,6 +145,7 @@ describe('paged KV cache + decode', () => {
     dev.queue.submit([enc.finish()]);
     expect(cache.pagesOf(0).slice(0, 3)).toEqual(pages);
     expect(cache.pagesOf(0).length).toBe(4);
+    expect([0, 1, 2, 3, 4].map((i) => cache.pageOf(0, i))).toEqual([...cache.pagesOf(0), NO_PAGE]);
     op.destroy();
     cache.destroy();
   });
