@@ -110,6 +110,44 @@ export function checkTensorDesc(name: string, desc: TensorDesc | undefined): voi
 }
 
 /**
+ * K and V as the kernels see them — the caller's tensors, or a paged cache's
+ * `[B, H_kv, capacity, D]` view — once exactly one of them was given and it
+ * matches q's batch, head dim and storage type. `neitherField` is the field an
+ * error names when neither was given. Shared by the prefill and decode operators.
+ */
+export function resolveKvSource(
+  options: { k?: TensorDesc; v?: TensorDesc; cache?: PagedKvCache },
+  B: number,
+  D: number,
+  dtype: string,
+  neitherField: 'k' | 'cache',
+): { k: TensorDesc; v: TensorDesc } {
+  const { cache } = options;
+  const hasKv = options.k !== undefined || options.v !== undefined;
+  if (hasKv === (cache !== undefined))
+    throw new ShapeError(hasKv ? 'cache' : neitherField, hasKv ? 'both contiguous k/v and a paged cache were given' : 'neither k/v nor a cache was given', 'either k and v, or cache');
+  if (cache) {
+    const g = cache.geometry;
+    if (g.sequences !== B) throw new ShapeError('cache.sequences', `${g.sequences} cache sequences for a batch of ${B}`, `${B} (sequence b of the batch is cache sequence b)`);
+    if (g.headDim !== D) throw new ShapeError('cache.headDim', `${g.headDim} differs from q's ${D}`, `${D}`);
+    if (g.dtype !== dtype) throw new UnsupportedError('dtype', `${dtype} differs from the cache's ${g.dtype}`, g.dtype);
+    const kv = { shape: [B, g.headsKV, g.maxPagesPerSequence * g.pageTokens, D] } as const;
+    return { k: kv, v: kv };
+  }
+  checkTensorDesc('k', options.k);
+  checkTensorDesc('v', options.v);
+  const k = options.k!;
+  const v = options.v!;
+  const [Bk, , , Dk] = k.shape;
+  if (Bk !== B) throw new ShapeError('k.shape[0]', `batch ${Bk} differs from q's ${B}`, `${B}`);
+  if (Dk !== D) throw new ShapeError('k.shape[3]', `head dimension ${Dk} differs from q's ${D}`, `${D}`);
+  k.shape.forEach((x, i) => {
+    if (v.shape[i] !== x) throw new ShapeError(`v.shape[${i}]`, `${v.shape[i]} differs from k.shape[${i}] = ${x}`, `${x} (v must have k's shape)`);
+  });
+  return { k, v };
+}
+
+/**
  * Validate options into a normalized problem, or throw a typed error naming the
  * field. Only operators that read a paged cache pass `allowCache`; the others
  * reject `cache` instead of ignoring it.
@@ -126,29 +164,8 @@ export function normalizeProblem(options: AttentionOptions, allowCache = false):
   if (!SUPPORTED_DTYPES.includes(dtype)) throw new UnsupportedError('dtype', `${JSON.stringify(dtype)} is not a storage type`, SUPPORTED_DTYPES.join(', '));
   if (cache !== undefined && !allowCache)
     throw new UnsupportedError('cache', 'this operator reads contiguous K/V only', 'k and v tensors (the fused prefill and the decode operator read a paged cache)');
-  const hasKv = options.k !== undefined || options.v !== undefined;
-  if (hasKv === (cache !== undefined))
-    throw new ShapeError(hasKv ? 'cache' : 'k', hasKv ? 'both contiguous k/v and a paged cache were given' : 'neither k/v nor a cache was given', 'either k and v, or cache');
-  let k: TensorDesc;
-  let v: TensorDesc;
-  if (cache) {
-    const g = cache.geometry;
-    if (g.sequences !== B) throw new ShapeError('cache.sequences', `${g.sequences} cache sequences for a batch of ${B}`, `${B} (sequence b of the batch is cache sequence b)`);
-    if (g.headDim !== D) throw new ShapeError('cache.headDim', `${g.headDim} differs from q's ${D}`, `${D}`);
-    if (g.dtype !== dtype) throw new UnsupportedError('dtype', `${dtype} differs from the cache's ${g.dtype}`, g.dtype);
-    k = v = { shape: [B, g.headsKV, g.maxPagesPerSequence * g.pageTokens, D] };
-  } else {
-    checkTensorDesc('k', options.k);
-    checkTensorDesc('v', options.v);
-    k = options.k!;
-    v = options.v!;
-  }
-  const [Bk, Hkv, Sk, Dk] = k.shape;
-  if (Bk !== B) throw new ShapeError('k.shape[0]', `batch ${Bk} differs from q's ${B}`, `${B}`);
-  if (Dk !== D) throw new ShapeError('k.shape[3]', `head dimension ${Dk} differs from q's ${D}`, `${D}`);
-  k.shape.forEach((x, i) => {
-    if (v.shape[i] !== x) throw new ShapeError(`v.shape[${i}]`, `${v.shape[i]} differs from k.shape[${i}] = ${x}`, `${x} (v must have k's shape)`);
-  });
+  const { k, v } = resolveKvSource(options, B, D, dtype, 'k');
+  const [, Hkv, Sk] = k.shape;
   q.shape.forEach((x, i) => {
     if (o.shape[i] !== x) throw new ShapeError(`o.shape[${i}]`, `${o.shape[i]} differs from q.shape[${i}] = ${x}`, `${x} (o must have q's shape)`);
   });

@@ -11,7 +11,7 @@ import { ScaleError, ShapeError, TileConfigError, UnsupportedError } from '../er
 import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/encode.js';
 import { chooseDecodeSplit, chooseDecodeTiling, decodeComputeUnits, DEFAULT_WORKGROUPS_PER_UNIT, type DecodeReduction, type DecodeShape, type DecodeSplit, type DecodeTiling } from './decodePlan.js';
 import { selectWgslSections } from '../runtime/wgslSections.js';
-import { SUPPORTED_HEAD_DIMS, checkTensorDesc, resolveBuffer, type BufferArg, type ResolvedBinding } from '../attention/problem.js';
+import { SUPPORTED_HEAD_DIMS, checkTensorDesc, resolveBuffer, resolveKvSource, type BufferArg, type ResolvedBinding } from '../attention/problem.js';
 import { MAX_POOL_BUFFERS, type KvDType, type PagedKvCache } from '../kvcache/pagedKvCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { PARAMS_BINDING, type CompiledKernel } from '../runtime/pipelineCache.js';
@@ -132,35 +132,8 @@ export function normalizeDecodeProblem(options: DecodeOptions): DecodeProblem {
   });
   const dtype = options.dtype ?? 'f32';
   if (dtype !== 'f32' && dtype !== 'f16') throw new UnsupportedError('dtype', `${JSON.stringify(dtype)} is not supported`, 'f32, f16');
-  const hasKv = options.k !== undefined || options.v !== undefined;
-  if (hasKv === (options.cache !== undefined))
-    throw new ShapeError('cache', hasKv ? 'both contiguous k/v and a paged cache were given' : 'neither k/v nor a cache was given', 'either k and v, or cache');
-  let Hkv: number;
-  let Sk: number;
-  let kDesc: TensorDesc;
-  let vDesc: TensorDesc;
-  if (options.cache) {
-    const g = options.cache.geometry;
-    if (g.sequences !== B) throw new ShapeError('cache.sequences', `${g.sequences} cache sequences for a batch of ${B}`, `${B}`);
-    if (g.headDim !== D) throw new ShapeError('cache.headDim', `${g.headDim} differs from q's ${D}`, `${D}`);
-    if (g.dtype !== dtype) throw new UnsupportedError('dtype', `${dtype} differs from the cache's ${g.dtype}`, g.dtype);
-    Hkv = g.headsKV;
-    Sk = g.maxPagesPerSequence * g.pageTokens;
-    kDesc = vDesc = { shape: [B, Hkv, Sk, D] };
-  } else {
-    checkTensorDesc('k', options.k);
-    checkTensorDesc('v', options.v);
-    kDesc = options.k!;
-    vDesc = options.v!;
-    const [Bk, Hk, Sk0, Dk] = kDesc.shape;
-    if (Bk !== B) throw new ShapeError('k.shape[0]', `batch ${Bk} differs from q's ${B}`, `${B}`);
-    if (Dk !== D) throw new ShapeError('k.shape[3]', `head dimension ${Dk} differs from q's ${D}`, `${D}`);
-    kDesc.shape.forEach((x, i) => {
-      if (vDesc.shape[i] !== x) throw new ShapeError(`v.shape[${i}]`, `${vDesc.shape[i]} differs from k.shape[${i}] = ${x}`, `${x} (v must have k's shape)`);
-    });
-    Hkv = Hk;
-    Sk = Sk0;
-  }
+  const { k: kDesc, v: vDesc } = resolveKvSource(options, B, D, dtype, 'cache');
+  const [, Hkv, Sk] = kDesc.shape;
   if (Hq % Hkv !== 0) throw new ShapeError('q.shape[1]', `${Hq} query heads is not a multiple of ${Hkv} key/value heads`, `a multiple of ${Hkv}`);
   const scale = options.scale ?? 1 / Math.sqrt(D);
   if (typeof scale !== 'number' || !Number.isFinite(scale) || scale === 0)
