@@ -44,6 +44,17 @@ struct Params {
 var<workgroup> aTile: array<f32, TILE_K * TILE_M>;
 var<workgroup> wTile: array<f32, TILE_K * TILE_N>;
 
+// The values of one 16-byte word: 8 packed f16 (isF16) or 4 f32 (the rest unused).
+fn unpackWord(u: vec4u, isF16: bool) -> array<f32, 8> {
+  if (isF16) {
+    let lo = vec4f(unpack2x16float(u.x), unpack2x16float(u.y));
+    let hi = vec4f(unpack2x16float(u.z), unpack2x16float(u.w));
+    return array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
+  }
+  let f = bitcast<vec4f>(u);
+  return array<f32, 8>(f.x, f.y, f.z, f.w, 0.0, 0.0, 0.0, 0.0);
+}
+
 @compute @workgroup_size(THREADS)
 fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {
   let m0 = wg.y * TILE_M;
@@ -61,19 +72,8 @@ fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
       var u = vec4u(0u);
       if (m0 + r < params.M) { u = a[(m0 + r) * ka + k0 / A_PER_LOAD + ca]; }
       let kk = ca * A_PER_LOAD;
-      if (A_F16) {
-        for (var j = 0u; j < 4u; j++) {
-          let h = unpack2x16float(u[j]);
-          aTile[(kk + 2u * j) * TILE_M + r] = h.x;
-          aTile[(kk + 2u * j + 1u) * TILE_M + r] = h.y;
-        }
-      } else {
-        let x = bitcast<vec4f>(u);
-        aTile[kk * TILE_M + r] = x.x;
-        aTile[(kk + 1u) * TILE_M + r] = x.y;
-        aTile[(kk + 2u) * TILE_M + r] = x.z;
-        aTile[(kk + 3u) * TILE_M + r] = x.w;
-      }
+      let x = unpackWord(u, A_F16);
+      for (var j = 0u; j < A_PER_LOAD; j++) { aTile[(kk + j) * TILE_M + r] = x[j]; }
     }
     for (var e = tid; e < W_LOADS; e += THREADS) {
       let r = e / (TILE_K / W_PER_LOAD);
@@ -81,19 +81,8 @@ fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
       var u = vec4u(0u);
       if (n0 + r < params.N) { u = w[(n0 + r) * kw + k0 / W_PER_LOAD + cw]; }
       let kk = cw * W_PER_LOAD;
-      if (WEIGHT_F16) {
-        for (var j = 0u; j < 4u; j++) {
-          let h = unpack2x16float(u[j]);
-          wTile[(kk + 2u * j) * TILE_N + r] = h.x;
-          wTile[(kk + 2u * j + 1u) * TILE_N + r] = h.y;
-        }
-      } else {
-        let f = bitcast<vec4f>(u);
-        wTile[kk * TILE_N + r] = f.x;
-        wTile[(kk + 1u) * TILE_N + r] = f.y;
-        wTile[(kk + 2u) * TILE_N + r] = f.z;
-        wTile[(kk + 3u) * TILE_N + r] = f.w;
-      }
+      let x = unpackWord(u, WEIGHT_F16);
+      for (var j = 0u; j < W_PER_LOAD; j++) { wTile[(kk + j) * TILE_N + r] = x[j]; }
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TILE_K; kk++) {
