@@ -25,9 +25,11 @@ import { FlashDecode, type DecodeBuffers, type DecodeOptions } from '../src/deco
 import { PagedKvCache, type KvDType } from '../src/kvcache/pagedKvCache.js';
 import { createNodeGPU, DAWN_FLAGS } from '../src/node.js';
 import { cpuAttention } from '../src/reference/cpuAttention.js';
+import { mulberry32, normalSamples } from '../src/reference/random.js';
 import { FastAttentionRuntime } from '../src/runtime/runtime.js';
 import { BufferUsage, MapMode } from '../src/runtime/usage.js';
 
+const randn = (n: number, seed: number): Float32Array<ArrayBuffer> => normalSamples(n, mulberry32(seed));
 const small = process.env.BENCH_SMALL === '1';
 const sweepMode = process.env.BENCH_MODE === 'sweep';
 const B = 1;
@@ -51,21 +53,6 @@ function peaks(): Record<string, unknown> {
   } catch (e) {
     return { error: String(e) };
   }
-}
-
-// Deterministic normal-ish samples (mulberry32 + Box-Muller).
-function randn(n: number, seed: number): Float32Array<ArrayBuffer> {
-  let a = seed >>> 0;
-  const u = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-  return out;
 }
 
 const f32 = new Float32Array(1);

@@ -41,24 +41,14 @@ import { BufferUsage, MapMode } from '../src/runtime/usage.js';
 import { loadOffloadWasm, nodeWorkerSpawner } from '../src/offload/node.js';
 import { budgetForGpuTokens, formatPlan, LLAMA2_7B, maxCooperativeContext, planOffload } from '../src/offload/planner.js';
 import type { TileConfig } from '../src/tiling/tileConfig.js';
+import { mulberry32, normalSamples } from '../src/reference/random.js';
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
-const randn = (n: number, seed: number): Float32Array<ArrayBuffer> => {
-  let a = seed >>> 0;
-  const u = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-  return out;
-};
+const randn = (n: number, seed: number): Float32Array<ArrayBuffer> => normalSamples(n, mulberry32(seed));
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
 const rt = await createNodeRuntime();

@@ -27,6 +27,7 @@ import { BufferUsage, MapMode } from '../runtime/usage.js';
 import { CpuAttentionPool, type WorkerSpawner } from './cpuAttention.js';
 import { HostKvCache, type HostKvDType } from './hostKvCache.js';
 import type { TileConfig } from '../tiling/tileConfig.js';
+import { mulberry32, normalSamples } from '../reference/random.js';
 
 export const offloadDecodeKernel = { name: 'offloadDecode', code: offloadWgsl };
 const WG = 64;
@@ -85,21 +86,6 @@ interface MicroBatch {
   kvLen: Uint32Array;
 }
 
-/** mulberry32 normal samples, scaled. */
-function randomMatrix(n: number, seed: number, scale: number): Float32Array<ArrayBuffer> {
-  let a = seed >>> 0;
-  const u = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = scale * Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-  return out;
-}
-
 export class OffloadDecoder {
   readonly cache: HostKvCache;
   readonly pool: CpuAttentionPool;
@@ -147,7 +133,7 @@ export class OffloadDecoder {
       const s = o.seed * 1000 + l * 10;
       const mk = (name: string, rows: number, cols: number, seed: number): GPUBuffer => {
         const b = create(`${name}${l}`, rows * cols * f);
-        this.device.queue.writeBuffer(b, 0, randomMatrix(rows * cols, seed, 1 / Math.sqrt(rows)));
+        this.device.queue.writeBuffer(b, 0, normalSamples(rows * cols, mulberry32(seed), 1 / Math.sqrt(rows)));
         return b;
       };
       this.w.push({ q: mk('wq', o.hidden, qd, s + 1), k: mk('wk', o.hidden, kd, s + 2), v: mk('wv', o.hidden, kd, s + 3), o: mk('wo', qd, o.hidden, s + 4) });

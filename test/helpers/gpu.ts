@@ -2,6 +2,7 @@
 import { createNodeRuntime } from '../../src/node.js';
 import type { FastAttentionRuntime } from '../../src/runtime/runtime.js';
 import { BufferUsage, MapMode } from '../../src/runtime/usage.js';
+import { mulberry32, normalSamples } from '../../src/reference/random.js';
 
 let shared: Promise<FastAttentionRuntime> | undefined;
 
@@ -32,22 +33,11 @@ export async function readback(device: GPUDevice, buffer: GPUBuffer, bytes = buf
 }
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 /** Standard normal samples (Box-Muller). */
 export function randn(n: number, rand: () => number): Float32Array<ArrayBuffer> {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-  return out;
+  return normalSamples(n, rand);
 }
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>, n = a.length): number {

@@ -24,24 +24,13 @@ import {
   zippedDivide,
   type Layout,
 } from '../../src/tiling/layoutAlgebra.js';
+import { mulberry32 as rng } from '../../src/reference/random.js';
 
 // Expected values are the worked examples of the CuTe docs
 // (cutlass media/docs/cpp/cute/01_layout.md and 02_layout_algebra.md) or hand computations.
 
 const L = parseLayout;
 const str = layoutToString;
-
-/** Deterministic PRNG (mulberry32) for the property tests. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A random compact layout over powers of two whose modes are permuted: injective, divisibility-friendly. */
 function randomPermutedCompact(next: () => number): Layout {
