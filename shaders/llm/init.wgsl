@@ -18,15 +18,7 @@ struct Params {
 @group(0) @binding(0) var<storage, read> params: Params;
 @group(0) @binding(1) var<storage, read_write> outWords: array<u32>;
 
-fn fmix(x: u32) -> u32 {
-  var h = x;
-  h ^= h >> 16u;
-  h *= 0x85ebca6bu;
-  h ^= h >> 13u;
-  h *= 0xc2b2ae35u;
-  h ^= h >> 16u;
-  return h;
-}
+//#include hash
 
 fn randomValue(i: u32, key: u32) -> f32 {
   let u = f32(fmix(i ^ key) >> 8u) * (1.0 / 16777216.0);

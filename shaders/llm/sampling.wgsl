@@ -24,15 +24,7 @@ struct Params {
 var<workgroup> bestVal: array<f32, THREADS>;
 var<workgroup> bestIdx: array<u32, THREADS>;
 
-fn fmix(x: u32) -> u32 {
-  var h = x;
-  h ^= h >> 16u;
-  h *= 0x85ebca6bu;
-  h ^= h >> 13u;
-  h *= 0xc2b2ae35u;
-  h ^= h >> 16u;
-  return h;
-}
+//#include hash
 
 @compute @workgroup_size(THREADS)
 fn sampleTokens(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: u32) {

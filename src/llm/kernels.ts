@@ -13,11 +13,16 @@ import swigluWgsl from '../../shaders/llm/swiglu.wgsl?raw';
 import embeddingWgsl from '../../shaders/llm/embedding.wgsl?raw';
 import samplingWgsl from '../../shaders/llm/sampling.wgsl?raw';
 import initWgsl from '../../shaders/llm/init.wgsl?raw';
+import hashWgsl from '../../shaders/llm/common/hash.wgsl?raw';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { BindGroupCache } from '../runtime/bindGroupCache.js';
 import { PARAMS_BINDING, type CompiledKernel, type KernelSource } from '../runtime/pipelineCache.js';
 import { ParamsPool } from '../runtime/paramsPool.js';
 import type { WgslConsts, WgslTypes } from '../runtime/wgsl.js';
+import { resolveIncludes } from '../runtime/wgslIncludes.js';
+
+/** WGSL shared by the runner's kernels, spliced where one says `//#include NAME`. */
+const LLM_INCLUDES = { hash: hashWgsl };
 
 export const llmKernels = {
   gemm: { name: 'llm.gemm', code: gemmWgsl },
@@ -28,8 +33,8 @@ export const llmKernels = {
   rope: { name: 'llm.rope', code: ropeWgsl },
   swiglu: { name: 'llm.swiglu', code: swigluWgsl },
   embedding: { name: 'llm.embedding', code: embeddingWgsl },
-  sampling: { name: 'llm.sampling', code: samplingWgsl },
-  init: { name: 'llm.init', code: initWgsl },
+  sampling: { name: 'llm.sampling', code: resolveIncludes(samplingWgsl, LLM_INCLUDES) },
+  init: { name: 'llm.init', code: resolveIncludes(initWgsl, LLM_INCLUDES) },
 } satisfies Record<string, KernelSource>;
 
 /** A compiled kernel and the pool its per-call parameters live in. */
