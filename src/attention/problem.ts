@@ -246,3 +246,18 @@ export function resolveBuffer(
     throw new BufferError(field, `a binding of ${size} bytes exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`, `at most ${limits.maxStorageBufferBindingSize} bytes per tensor (split the batch, or use the paged KV cache)`);
   return { buffer, offset, size };
 }
+
+/** Q, K, V and O of a contiguous problem, each checked with {@link resolveBuffer}, in that order. */
+export function resolveAttentionBuffers(
+  buffers: AttentionBuffers,
+  p: AttentionProblem,
+  limits: { minStorageBufferOffsetAlignment: number; maxStorageBufferBindingSize: number },
+  bytesPerElement = p.bytesPerElement,
+): { q: ResolvedBinding; k: ResolvedBinding; v: ResolvedBinding; o: ResolvedBinding } {
+  return {
+    q: resolveBuffer('buffers.q', buffers.q, p.elements.q, bytesPerElement, limits),
+    k: resolveBuffer('buffers.k', buffers.k, p.elements.k, bytesPerElement, limits),
+    v: resolveBuffer('buffers.v', buffers.v, p.elements.v, bytesPerElement, limits),
+    o: resolveBuffer('buffers.o', buffers.o, p.elements.o, bytesPerElement, limits),
+  };
+}

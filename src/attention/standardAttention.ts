@@ -12,7 +12,7 @@ import { ParamsPool } from '../runtime/paramsPool.js';
 import { BufferUsage } from '../runtime/usage.js';
 import { isMasked } from '../tiling/mask.js';
 import { encodeDispatch, submitAndWait, type EncodeTarget } from './encode.js';
-import { normalizeKvLengths, normalizeProblem, resolveBuffer, type AttentionBuffers, type AttentionOptions, type AttentionProblem } from './problem.js';
+import { normalizeKvLengths, normalizeProblem, resolveAttentionBuffers, type AttentionBuffers, type AttentionOptions, type AttentionProblem } from './problem.js';
 
 export const standardAttentionKernel = { name: 'standardAttention', code: standardWgsl };
 
@@ -166,10 +166,7 @@ export class StandardAttention {
     const p = this.problem;
     const limits = this.runtime.capabilities.limits;
     const bound = {
-      q: resolveBuffer('buffers.q', buffers.q, p.elements.q, p.bytesPerElement, limits),
-      k: resolveBuffer('buffers.k', buffers.k, p.elements.k, p.bytesPerElement, limits),
-      v: resolveBuffer('buffers.v', buffers.v, p.elements.v, p.bytesPerElement, limits),
-      o: resolveBuffer('buffers.o', buffers.o, p.elements.o, p.bytesPerElement, limits),
+      ...resolveAttentionBuffers(buffers, p, limits),
       scores: { buffer: this.scores, offset: 0, size: this.scores.size },
       mask: { buffer: this.mask, offset: 0, size: this.mask.size },
     };

@@ -25,7 +25,7 @@
 import cubeVectorWgsl from '../../shaders/npuCubeVector.wgsl?raw';
 import { BufferError, TileConfigError } from '../errors.js';
 import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/encode.js';
-import { normalizeProblem, resolveBuffer, type AttentionBuffers, type AttentionOptions, type AttentionProblem } from '../attention/problem.js';
+import { normalizeProblem, resolveAttentionBuffers, type AttentionBuffers, type AttentionOptions, type AttentionProblem } from '../attention/problem.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { PARAMS_BINDING, type CompiledKernel } from '../runtime/pipelineCache.js';
 import { ParamsPool } from '../runtime/paramsPool.js';
@@ -315,10 +315,8 @@ export class WebGpuCubeVectorPipeline {
     this.runtime.assertAlive();
     const p = this.problem;
     const limits = this.runtime.capabilities.limits;
-    const q = resolveBuffer('buffers.q', buffers.q, p.elements.q, 4, limits);
-    const k = resolveBuffer('buffers.k', buffers.k, p.elements.k, 4, limits);
-    const v = resolveBuffer('buffers.v', buffers.v, p.elements.v, 4, limits);
-    const o = resolveBuffer('buffers.o', buffers.o, p.elements.o, 4, limits);
+    // The kernel reads f32 whatever the options' dtype.
+    const { q, k, v, o } = resolveAttentionBuffers(buffers, p, limits, 4);
     const group = this.runtime.bindGroups.get(this.kernel.bindGroupLayout, this.kernel.key, [
       { binding: 0, buffer: this.params.buffer, offset: 0, size: this.params.bindingBytes },
       { binding: 1, ...q },

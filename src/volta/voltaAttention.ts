@@ -21,7 +21,7 @@ import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/e
 import {
   normalizeKvLengths,
   normalizeProblem,
-  resolveBuffer,
+  resolveAttentionBuffers,
   type AttentionBuffers,
   type AttentionCallOptions,
   type AttentionOptions,
@@ -180,10 +180,7 @@ export class VoltaAttention {
     this.runtime.assertAlive();
     const p = this.problem;
     const limits = this.runtime.capabilities.limits;
-    const q = resolveBuffer('buffers.q', buffers.q, p.elements.q, p.bytesPerElement, limits);
-    const k = resolveBuffer('buffers.k', buffers.k, p.elements.k, p.bytesPerElement, limits);
-    const v = resolveBuffer('buffers.v', buffers.v, p.elements.v, p.bytesPerElement, limits);
-    const o = resolveBuffer('buffers.o', buffers.o, p.elements.o, p.bytesPerElement, limits);
+    const { q, k, v, o } = resolveAttentionBuffers(buffers, p, limits);
     const kvLen = normalizeKvLengths(p, call.kvLengths, this.kvScratch);
     const s = p.strides;
     const offset = this.params.offsetFor({
