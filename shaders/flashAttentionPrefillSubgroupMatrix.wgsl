@@ -25,10 +25,19 @@
 // final O / l is unchanged). Moving rescales O through the scratch (store,
 // scale rows, reload); whether any row of the workgroup moved is read with
 // workgroupUniformLoad, the same barrier that publishes P, because the rescale
-// contains barriers. After the first span it is rare.
+// contains barriers. A row leaving its initial max has O = 0 and needs none,
+// so the rescale is rare.
 //
 // K/V are software-pipelined: the next span's words are loaded into registers
 // while the current span computes.
+//
+// Every loop over matrices is unrolled (for-directives expanded by
+// src/runtime/wgslUnroll.ts with the counts D16, KV16, HALF_KV and
+// WORDS_PER_THREAD): matrices indexed by a loop counter were kept in memory by
+// the driver, at half the speed.
+//
+// Workgroups take query blocks last to first: under a causal mask the last
+// blocks visit the most keys, and starting them first shortens the tail.
 //
 // No value can overflow f16 here: Q is not pre-scaled (the scale multiplies the
 // f32 S), P ≤ 2^RESCALE_LOG2 and |O| ≤ max |V|.
@@ -38,9 +47,9 @@
 
 const HEAD_DIM: u32 = 128u;
 const BLOCK_KV: u32 = 32u;
-const SUBGROUPS: u32 = 4u;
+const SUBGROUPS: u32 = 8u;
 const SG_SIZE: u32 = 32u;
-const MASK_BLOCK: u32 = 64u;
+const MASK_BLOCK: u32 = 128u;
 const RESCALE_LOG2: f32 = 8.0;
 
 const BLOCK_Q: u32 = 16u * SUBGROUPS;
@@ -53,7 +62,8 @@ const KV16: u32 = BLOCK_KV / 16u;
 const KV_PITCH: u32 = HEAD_DIM + 8u;
 const S_PITCH: u32 = BLOCK_KV + 4u;
 const P_PITCH: u32 = BLOCK_KV + 8u;
-// Two invocations per row, each owning half of the row's columns.
+// Two invocations per row, each owning half of the row's columns (and 8 of
+// each 16-column O tile in the epilogue and rescale).
 const HALF_KV: u32 = BLOCK_KV / 2u;
 // 16-byte words of one K (or V) span, and per invocation.
 const SPAN_WORDS: u32 = BLOCK_KV * D8;
@@ -89,40 +99,32 @@ var<workgroup> rescaleFlag: array<u32, 4>;
 // Word `word` (8 halves) of row `row` into the K tile (or the V tile).
 fn storeWord(toV: bool, row: u32, word: u32, x: vec4u) {
   let at = row * KV_PITCH + word * 8u;
-  for (var c = 0u; c < 4u; c++) {
-    let h = bitcast<vec2<f16>>(x[c]);
-    if (toV) {
-      vTile[at + 2u * c] = h.x;
-      vTile[at + 2u * c + 1u] = h.y;
-    } else {
-      kTile[at + 2u * c] = h.x;
-      kTile[at + 2u * c + 1u] = h.y;
-    }
+  let h0 = bitcast<vec2<f16>>(x.x);
+  let h1 = bitcast<vec2<f16>>(x.y);
+  let h2 = bitcast<vec2<f16>>(x.z);
+  let h3 = bitcast<vec2<f16>>(x.w);
+  if (toV) {
+    vTile[at] = h0.x; vTile[at + 1u] = h0.y; vTile[at + 2u] = h1.x; vTile[at + 3u] = h1.y;
+    vTile[at + 4u] = h2.x; vTile[at + 5u] = h2.y; vTile[at + 6u] = h3.x; vTile[at + 7u] = h3.y;
+  } else {
+    kTile[at] = h0.x; kTile[at + 1u] = h0.y; kTile[at + 2u] = h1.x; kTile[at + 3u] = h1.y;
+    kTile[at + 4u] = h2.x; kTile[at + 5u] = h2.y; kTile[at + 6u] = h3.x; kTile[at + 7u] = h3.y;
   }
 }
 
-// This invocation's words of the K and V span starting at key kStart (keys past kvLen as zeros).
-fn loadSpan(
-  kStart: u32, kvLen: u32, kBase: u32, kSeq: u32, vBase: u32, vSeq: u32, tid: u32,
-  kw: ptr<function, array<vec4u, WORDS_PER_THREAD>>, vw: ptr<function, array<vec4u, WORDS_PER_THREAD>>,
-) {
-  for (var i = 0u; i < WORDS_PER_THREAD; i++) {
-    let e = tid + i * THREADS;
-    let key = kStart + e / D8;
-    var kx = vec4u(0u);
-    var vx = vec4u(0u);
-    if (e < SPAN_WORDS && key < kvLen) {
-      kx = k[kBase + key * kSeq + e % D8];
-      vx = v[vBase + key * vSeq + e % D8];
-    }
-    (*kw)[i] = kx;
-    (*vw)[i] = vx;
+// Word `e` of the K (x) and V (y) span starting at key kStart (zeros past the span or kvLen).
+fn spanWord(e: u32, kStart: u32, kvLen: u32, kBase: u32, kSeq: u32, vBase: u32, vSeq: u32) -> array<vec4u, 2> {
+  let key = kStart + e / D8;
+  if (e < SPAN_WORDS && key < kvLen) {
+    return array<vec4u, 2>(k[kBase + key * kSeq + e % D8], v[vBase + key * vSeq + e % D8]);
   }
+  return array<vec4u, 2>(vec4u(0u), vec4u(0u));
 }
 
 @compute @workgroup_size(THREADS)
 fn main(
   @builtin(workgroup_id) wg: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
   @builtin(local_invocation_index) tid: u32,
   @builtin(subgroup_id) sg: u32,
   @builtin(subgroup_invocation_id) lane: u32,
@@ -132,7 +134,7 @@ fn main(
   let hkv = hq / params.groupSize;
   let seqQ = params.seqQ;
   let kvLen = min(params.kvLen[b], params.seqK);
-  let qStart = wg.x * BLOCK_Q;
+  let qStart = (groups.x - 1u - wg.x) * BLOCK_Q;
   let rows = min(BLOCK_Q, seqQ - qStart);
   let offset = i32(kvLen) - i32(seqQ);
   // This invocation's row (of the workgroup's BLOCK_Q) and half of it.
@@ -147,9 +149,15 @@ fn main(
   let vSeq = params.vSeq / 2u;
   let sRow = sg * 16u * S_PITCH;
   let pRow = sg * 16u * P_PITCH;
+  // This invocation's half row in the S scratch and in P; its 8 columns of a 16-column O tile.
+  let sAt = myRow * S_PITCH + half * HALF_KV;
+  let pAt = myRow * P_PITCH + half * HALF_KV;
+  let oAt = myRow * S_PITCH + half * 8u;
 
   // Q into registers, staged through the K tile Q_ROUND rows at a time (rows past seqQ as zeros).
-  var qm: array<subgroup_matrix_left<f16, 16, 16>, D16>;
+  //#for t in D16
+  var qm{t}: subgroup_matrix_left<f16, 16, 16>;
+  //#endfor
   for (var r0 = 0u; r0 < BLOCK_Q; r0 += Q_ROUND) {
     workgroupBarrier();
     for (var e = tid; e < Q_ROUND * D8; e += THREADS) {
@@ -161,13 +169,14 @@ fn main(
     workgroupBarrier();
     if (sg * 16u >= r0 && sg * 16u < r0 + Q_ROUND) {
       let at = (sg * 16u - r0) * KV_PITCH;
-      for (var t = 0u; t < D16; t++) {
-        qm[t] = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&kTile, at + t * 16u, false, KV_PITCH);
-      }
+      //#for t in D16
+      qm{t} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&kTile, at + {t}u * 16u, false, KV_PITCH);
+      //#endfor
     }
   }
-  var om: array<subgroup_matrix_result<f32, 16, 16>, D16>;
-  for (var t = 0u; t < D16; t++) { om[t] = subgroup_matrix_result<f32, 16, 16>(); }
+  //#for t in D16
+  var om{t} = subgroup_matrix_result<f32, 16, 16>();
+  //#endfor
 
   let range = keyBlockRange(qStart, rows, kvLen, offset);
   var m = NEG_BIG;
@@ -176,111 +185,109 @@ fn main(
 
   // Software pipelining: a span's K/V words are loaded into registers one span
   // ahead, so the global loads are in flight while the previous span computes.
-  var kw: array<vec4u, WORDS_PER_THREAD>;
-  var vw: array<vec4u, WORDS_PER_THREAD>;
-  loadSpan(range.x * BLOCK_KV, kvLen, kBase, kSeq, vBase, vSeq, tid, &kw, &vw);
+  //#for i in WORDS_PER_THREAD
+  var w{i} = spanWord(tid + {i}u * THREADS, range.x * BLOCK_KV, kvLen, kBase, kSeq, vBase, vSeq);
+  //#endfor
 
   for (var kb = range.x; kb < range.y; kb++) {
     let kStart = kb * BLOCK_KV;
     workgroupBarrier(); // the previous span's K, V, P and flag are consumed
-    for (var i = 0u; i < WORDS_PER_THREAD; i++) {
-      let e = tid + i * THREADS;
-      if (e < SPAN_WORDS) {
-        storeWord(false, e / D8, e % D8, kw[i]);
-        storeWord(true, e / D8, e % D8, vw[i]);
-      }
+    //#for i in WORDS_PER_THREAD
+    if (tid + {i}u * THREADS < SPAN_WORDS) {
+      let e = tid + {i}u * THREADS;
+      storeWord(false, e / D8, e % D8, w{i}[0]);
+      storeWord(true, e / D8, e % D8, w{i}[1]);
     }
+    //#endfor
     // The other parity's flag was read one span ago, before the barrier above.
     if (tid == 0u) { rescaleFlag[(kb + 1u) % 2u] = 0u; }
     workgroupBarrier();
-    if (kb + 1u < range.y) { loadSpan(kStart + BLOCK_KV, kvLen, kBase, kSeq, vBase, vSeq, tid, &kw, &vw); }
-
-    // S = Q·Kᵀ for this subgroup's 16 rows, one 16×16 tile of keys at a time.
-    for (var n = 0u; n < KV16; n++) {
-      var st = subgroup_matrix_result<f32, 16, 16>();
-      for (var t = 0u; t < D16; t++) {
-        let kt = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kTile, n * 16u * KV_PITCH + t * 16u, true, KV_PITCH);
-        st = subgroupMatrixMultiplyAccumulate(qm[t], kt, st);
-      }
-      subgroupMatrixStore(&sTile, sRow + n * 16u, st, false, S_PITCH);
+    if (kb + 1u < range.y) {
+      //#for i in WORDS_PER_THREAD
+      w{i} = spanWord(tid + {i}u * THREADS, kStart + BLOCK_KV, kvLen, kBase, kSeq, vBase, vSeq);
+      //#endfor
     }
+
+    // S = Q·Kᵀ for this subgroup's 16 rows: the KV16 key tiles accumulate side by side.
+    //#for n in KV16
+    var st{n} = subgroup_matrix_result<f32, 16, 16>();
+    //#endfor
+    //#for t in D16
+    //#for n in KV16
+    st{n} = subgroupMatrixMultiplyAccumulate(qm{t}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kTile, {n}u * 16u * KV_PITCH + {t}u * 16u, true, KV_PITCH), st{n});
+    //#endfor
+    //#endfor
+    //#for n in KV16
+    subgroupMatrixStore(&sTile, sRow + {n}u * 16u, st{n}, false, S_PITCH);
+    //#endfor
     workgroupBarrier();
 
     // Softmax for this invocation's half row. A row moves its max (and must
     // rescale its O and l) only when the span's max exceeds it by RESCALE_LOG2.
     let edges = blockEdges(qStart, rows, kStart, kvLen, offset);
-    var s: array<f32, HALF_KV>;
-    var mx = NEG_BIG;
-    for (var j = 0u; j < HALF_KV; j++) {
-      let c = half * HALF_KV + j;
-      var x = sTile[myRow * S_PITCH + c] * params.scaleLog2;
-      let masked = !rowValid || (edges.partial && maskedAt(edges, myRow, c));
-      x = select(x, NEG_BIG, masked);
-      s[j] = x;
-      mx = max(mx, x);
+    // All loads first, then one masking branch: a branch per element kept the loads from overlapping.
+    //#for j in HALF_KV
+    var s{j} = sTile[sAt + {j}u] * params.scaleLog2;
+    //#endfor
+    if (!rowValid || edges.partial) {
+      //#for j in HALF_KV
+      s{j} = select(s{j}, NEG_BIG, !rowValid || maskedAt(edges, myRow, half * HALF_KV + {j}u));
+      //#endfor
     }
+    var mx = NEG_BIG;
+    //#for j in HALF_KV
+    mx = max(mx, s{j});
+    //#endfor
     mx = max(mx, subgroupShuffleXor(mx, 1u));
     let moves = mx > m + RESCALE_LOG2;
+    // A row that had seen no key yet (m still NEG_BIG) has O = 0: nothing to rescale.
+    let rescale = moves && m > MASKED_BELOW;
     let mNew = select(m, mx, moves);
     let alpha = exp2(m - mNew);
     m = mNew;
     var sum = 0.0;
-    for (var j = 0u; j < HALF_KV; j++) {
-      let p = select(exp2(s[j] - m), 0.0, s[j] < MASKED_BELOW);
-      sum += p;
-      pTile[myRow * P_PITCH + half * HALF_KV + j] = f16(p);
-    }
+    //#for j in HALF_KV
+    let p{j} = select(exp2(s{j} - m), 0.0, s{j} < MASKED_BELOW);
+    sum += p{j};
+    pTile[pAt + {j}u] = f16(p{j});
+    //#endfor
     l = l * alpha + sum;
-    if (subgroupAny(moves) && lane == 0u) { rescaleFlag[kb % 2u] = 1u; }
+    if (subgroupAny(rescale) && lane == 0u) { rescaleFlag[kb % 2u] = 1u; }
     // One barrier for both: P is written, and whether any row moved is known to all.
     if (workgroupUniformLoad(&rescaleFlag[kb % 2u]) != 0u) {
-      // O tiles go through this subgroup's S scratch (S is in registers by now), KV16 tiles at a time.
-      for (var t0 = 0u; t0 < D16; t0 += KV16) {
-        for (var n = 0u; n < KV16 && t0 + n < D16; n++) {
-          subgroupMatrixStore(&sTile, sRow + n * 16u, om[t0 + n], false, S_PITCH);
-        }
-        workgroupBarrier();
-        for (var j = 0u; j < HALF_KV; j++) { sTile[myRow * S_PITCH + half * HALF_KV + j] *= alpha; }
-        workgroupBarrier();
-        for (var n = 0u; n < KV16 && t0 + n < D16; n++) {
-          om[t0 + n] = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&sTile, sRow + n * 16u, false, S_PITCH);
-        }
-        workgroupBarrier();
-      }
+      // O tiles go one at a time through this subgroup's S scratch (S is in registers by now).
+      //#for t in D16
+      subgroupMatrixStore(&sTile, sRow, om{t}, false, S_PITCH);
+      workgroupBarrier();
+      for (var j = 0u; j < 8u; j++) { sTile[oAt + j] *= alpha; }
+      workgroupBarrier();
+      om{t} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&sTile, sRow, false, S_PITCH);
+      workgroupBarrier();
+      //#endfor
     }
 
     // O += P·V.
-    var pm: array<subgroup_matrix_left<f16, 16, 16>, KV16>;
-    for (var n = 0u; n < KV16; n++) {
-      pm[n] = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&pTile, pRow + n * 16u, false, P_PITCH);
-    }
-    for (var t = 0u; t < D16; t++) {
-      for (var n = 0u; n < KV16; n++) {
-        let vt = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&vTile, n * 16u * KV_PITCH + t * 16u, false, KV_PITCH);
-        om[t] = subgroupMatrixMultiplyAccumulate(pm[n], vt, om[t]);
-      }
-    }
+    //#for n in KV16
+    let pm{n} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&pTile, pRow + {n}u * 16u, false, P_PITCH);
+    //#endfor
+    //#for t in D16
+    //#for n in KV16
+    om{t} = subgroupMatrixMultiplyAccumulate(pm{n}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&vTile, {n}u * 16u * KV_PITCH + {t}u * 16u, false, KV_PITCH), om{t});
+    //#endfor
+    //#endfor
   }
 
-  // Epilogue: O / l through the S scratch; rows that saw no key give 0.
+  // Epilogue: O / l through the S scratch, one 16-column tile at a time; rows that saw no key give 0.
   let total = l + subgroupShuffleXor(l, 1u);
   let inv = select(0.0, 1.0 / total, total > 0.0);
-  let oRow = b * params.oBatch + hq * params.oHead + (qStart + myRow) * params.oSeq;
-  for (var t0 = 0u; t0 < D16; t0 += KV16) {
-    workgroupBarrier();
-    for (var n = 0u; n < KV16 && t0 + n < D16; n++) {
-      subgroupMatrixStore(&sTile, sRow + n * 16u, om[t0 + n], false, S_PITCH);
-    }
-    workgroupBarrier();
-    if (rowValid) {
-      // This invocation's half of the row: HALF_KV columns of the stored tiles.
-      for (var j = 0u; j < HALF_KV; j += 4u) {
-        let c = half * HALF_KV + j;
-        if (t0 * 16u + c < HEAD_DIM) {
-          let at = myRow * S_PITCH + c;
-          o[oRow + (t0 * 16u + c) / 4u] = vec4<f16>(vec4f(sTile[at], sTile[at + 1u], sTile[at + 2u], sTile[at + 3u]) * inv);
-        }
-      }
-    }
+  let oRow = (b * params.oBatch + hq * params.oHead + (qStart + myRow) * params.oSeq) + half * 2u;
+  //#for t in D16
+  workgroupBarrier();
+  subgroupMatrixStore(&sTile, sRow, om{t}, false, S_PITCH);
+  workgroupBarrier();
+  if (rowValid) {
+    o[oRow + {t}u * 4u] = vec4<f16>(vec4f(sTile[oAt], sTile[oAt + 1u], sTile[oAt + 2u], sTile[oAt + 3u]) * inv);
+    o[oRow + {t}u * 4u + 1u] = vec4<f16>(vec4f(sTile[oAt + 4u], sTile[oAt + 5u], sTile[oAt + 6u], sTile[oAt + 7u]) * inv);
   }
+  //#endfor
 }

@@ -22,7 +22,7 @@ import type { KernelTier } from './attention/tiers.js';
 import { formatBenchTable, runBench, type BenchCase, type BenchRow, type BenchVariant } from './bench/suite.js';
 
 const USAGE = `usage: fastattn <info|check|bench|tune> [options]
-  tune [--seq ..] [--dim ..] [--dtype f32,f16] [--causal both] [--heads N] --out FILE
+  tune [--seq ..] [--dim ..] [--dtype f32,f16] [--causal both] [--heads N] [--tiers subgroup-matrix,f16,f32] --out FILE
   merge-tuning BASE.json UPDATE.json --out FILE
                          BASE with UPDATE's shape classes replaced (no GPU needed)
                          time every (tier, tile) per shape class on this adapter; write the winners as JSON
@@ -72,6 +72,7 @@ async function main(): Promise<number> {
       cases: { type: 'string', default: '12' },
       dtype: { type: 'string', default: 'f32' },
       tier: { type: 'string' },
+      tiers: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -131,6 +132,9 @@ async function main(): Promise<number> {
 
   const soft = caps.adapter.isSoftware;
   if (command === 'tune') {
+    const tierNames = ['subgroup-matrix', 'f16', 'f32'];
+    const badTier = values.tiers?.split(',').find((t) => !tierNames.includes(t));
+    if (badTier !== undefined) throw new Error(`--tiers: unknown tier ${JSON.stringify(badTier)} (allowed: ${tierNames.join(', ')})`);
     const classes: ShapeClass[] = [];
     for (const dtype of values.dtype.split(',') as AttentionDType[])
       for (const headDim of list(values.dim, [64, 128]))
@@ -140,6 +144,7 @@ async function main(): Promise<number> {
       classes,
       heads: Number(values.heads ?? (soft ? 1 : 32)),
       samples: values.samples ? Number(values.samples) : undefined,
+      tiers: values.tiers?.split(',') as KernelTier[] | undefined,
       onResult: (e) => console.error(`${shapeClassKey(e.shapeClass)}: ${e.tier} ${JSON.stringify(e.tile)} ${e.medianMs.toFixed(3)} ms (of ${e.candidates.length})`),
     });
     const out = values.out ?? join('bench', 'results', `tune-${adapterKey(caps).replace(/[^A-Za-z0-9_.-]+/g, '_')}.json`);

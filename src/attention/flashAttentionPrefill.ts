@@ -14,7 +14,8 @@ import { ParamsPool } from '../runtime/paramsPool.js';
 import { PARAMS_BINDING, type CompiledKernel, type KernelSource } from '../runtime/pipelineCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import type { WgslConsts, WgslTypes } from '../runtime/wgsl.js';
-import { checkMatrixTile, chooseMatrixTile, MATRIX_SUBGROUP_SIZE, type MatrixTileConfig } from '../tiling/matrixTile.js';
+import { checkMatrixTile, chooseMatrixTile, MATRIX_SUBGROUP_SIZE, matrixKernelCounts, type MatrixTileConfig } from '../tiling/matrixTile.js';
+import { unrollWgsl } from '../runtime/wgslUnroll.js';
 import { checkTileConfig, chooseTileConfig, TILE_CANDIDATES, type TileConfig } from '../tiling/tileConfig.js';
 import { lookupTuned, shapeClassKey, type TunedEntry } from '../tuning/tuning.js';
 import { encodeDispatch, submitAndWait, type EncodeTarget } from './encode.js';
@@ -37,6 +38,14 @@ const VECTOR_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['f16', 'f32']
 
 export const flashAttentionPrefillKernel = { name: 'flashAttentionPrefill', code: prefillWgsl };
 export const flashAttentionPrefillMatrixKernel = { name: 'flashAttentionPrefillSubgroupMatrix', code: prefillMatrixWgsl };
+
+/**
+ * The subgroup-matrix kernel with its loops unrolled for one head dim and tile
+ * (its trip counts follow from the consts, so the pipeline cache key needs nothing more).
+ */
+export function flashAttentionPrefillMatrixSource(headDim: number, tile: MatrixTileConfig): KernelSource {
+  return { name: flashAttentionPrefillMatrixKernel.name, code: unrollWgsl(prefillMatrixWgsl, matrixKernelCounts(tile, headDim)) };
+}
 
 /**
  * Most pool buffers of a paged cache the prefill reads: pools 0 and 1 are bound
@@ -155,7 +164,7 @@ function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProbl
   checkMatrixTile(tile, problem.headDim, limits);
   const maskBlock = Math.max(tile.blockQ, tile.blockKV);
   return {
-    source: flashAttentionPrefillMatrixKernel,
+    source: flashAttentionPrefillMatrixSource(problem.headDim, tile),
     consts: { HEAD_DIM: problem.headDim, BLOCK_KV: tile.blockKV, SUBGROUPS: tile.subgroups, SG_SIZE: MATRIX_SUBGROUP_SIZE, MASK_BLOCK: maskBlock },
     types: { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] },
     tile,

@@ -3,6 +3,9 @@
  * buffer, submits, and waits for the queue; the sample's time per call is the
  * elapsed wall time over `batch`. The median over samples is reported. `batch`
  * is grown until a sample lasts long enough that submission overhead is noise.
+ * Before the samples the GPU runs the work back to back for `warmupMs`: after a
+ * pipeline compile it sits idle at low clocks, and on the H100 the first
+ * samples then read 2–3× slow (a tuner without this picked the wrong tiles).
  */
 
 export interface TimingOptions {
@@ -12,6 +15,8 @@ export interface TimingOptions {
   minSampleMs: number;
   /** Upper bound on calls per sample. */
   maxBatch: number;
+  /** Back-to-back work before the first sample, ms (default 300). */
+  warmupMs?: number;
 }
 
 export interface Timing {
@@ -44,6 +49,8 @@ export async function timeGpu(device: GPUDevice, encode: (encoder: GPUCommandEnc
     batch = Math.min(options.maxBatch, batch * Math.max(2, Math.ceil(options.minSampleMs / Math.max(ms, 0.01))));
     ms = await runBatch(batch);
   }
+  const warmupEnd = performance.now() + (options.warmupMs ?? 300);
+  while (performance.now() < warmupEnd) await runBatch(batch);
   const perCall: number[] = [];
   for (let i = 0; i < options.samples; i++) perCall.push((await runBatch(batch)) / batch);
   return { medianMs: median(perCall), minMs: Math.min(...perCall), maxMs: Math.max(...perCall), samples: options.samples, batch };

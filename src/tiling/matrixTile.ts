@@ -44,8 +44,24 @@ export function checkMatrixTile(t: MatrixTileConfig, headDim: number, limits: Ti
     throw new TileConfigError('tile', `needs ${bytes} bytes of workgroup storage at headDim ${headDim}`, `at most ${limits.maxComputeWorkgroupStorageSize} bytes on this device`);
 }
 
+/**
+ * Trip counts of the kernel's unrolled loops: 16-column tiles of the head dim
+ * (D16) and of a span (KV16), a span's columns per invocation in the softmax
+ * (HALF_KV: two invocations per row), and the 16-byte K/V words each
+ * invocation stages per span (WORDS_PER_THREAD).
+ */
+export function matrixKernelCounts(t: MatrixTileConfig, headDim: number): { D16: number; KV16: number; HALF_KV: number; WORDS_PER_THREAD: number } {
+  return {
+    D16: headDim / 16,
+    KV16: t.blockKV / 16,
+    HALF_KV: t.blockKV / 2,
+    WORDS_PER_THREAD: Math.ceil((t.blockKV * headDim) / 8 / (t.subgroups * MATRIX_SUBGROUP_SIZE)),
+  };
+}
+
 /** Untuned candidates, best first (more subgroups share a staged K/V span; longer spans mean fewer barriers per key). */
 export const MATRIX_TILE_CANDIDATES: readonly (readonly [subgroups: number, blockKV: number])[] = [
+  [8, 32],
   [4, 32],
   [2, 64],
   [2, 32],

@@ -18,6 +18,8 @@ export interface TuneOptions {
   /** Vector tiles to try (each on every vector tier that fits); default TILE_CANDIDATES. */
   tiles?: readonly TileConfig[];
   samples?: number;
+  /** Tiers to time (default: every available tier that takes the dtype). */
+  tiers?: readonly KernelTier[];
   onResult?: (entry: TunedEntry) => void;
 }
 
@@ -25,7 +27,7 @@ export async function tune(rt: FastAttentionRuntime, options: TuneOptions): Prom
   const batch = options.batch ?? 1;
   const heads = options.heads ?? 8;
   const tiles = options.tiles ?? TILE_CANDIDATES;
-  const available = new Set(rt.tiers.filter((t) => t.available).map((t) => t.tier));
+  const available = new Set(rt.tiers.filter((t) => t.available && (options.tiers?.includes(t.tier) ?? true)).map((t) => t.tier));
   const entries: TunedEntry[] = [];
   for (const cls of options.classes) {
     const shape = [batch, heads, cls.seqBucket, cls.headDim] as const;

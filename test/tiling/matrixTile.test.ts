@@ -10,8 +10,9 @@ describe('subgroup-matrix tiles', () => {
     expect(matrixTileStorageBytes({ blockQ: 64, blockKV: 32, subgroups: 4 }, 128)).toBe(2 * 32 * 136 * 2 + 64 * 36 * 4 + 64 * 40 * 2 + 16);
   });
 
-  it('takes four subgroups over 32-key spans at every head dim on an H100, down to one subgroup on small devices', () => {
-    for (const d of [32, 64, 80, 96, 128, 256]) expect(chooseMatrixTile(d, H100)).toEqual({ blockQ: 64, blockKV: 32, subgroups: 4 });
+  it('takes eight subgroups over 32-key spans on an H100 (four at head dim 256), down to one subgroup on small devices', () => {
+    for (const d of [32, 64, 80, 96, 128]) expect(chooseMatrixTile(d, H100)).toEqual({ blockQ: 128, blockKV: 32, subgroups: 8 });
+    expect(chooseMatrixTile(256, H100)).toEqual({ blockQ: 64, blockKV: 32, subgroups: 4 });
     const small = { ...H100, maxComputeWorkgroupStorageSize: 16384 };
     const t = chooseMatrixTile(128, small);
     expect(matrixTileStorageBytes(t, 128)).toBeLessThanOrEqual(16384);

@@ -1,0 +1,65 @@
+// Loop unrolling of WGSL sources (pure text; no GPU).
+import { describe, expect, it } from 'vitest';
+import { flashAttentionPrefillMatrixKernel, flashAttentionPrefillMatrixSource } from '../../src/attention/flashAttentionPrefill.js';
+import { reflectKernel, specializeWgsl } from '../../src/runtime/wgsl.js';
+import { resolveIncludes } from '../../src/runtime/wgslIncludes.js';
+import { unrollWgsl } from '../../src/runtime/wgslUnroll.js';
+import { matrixKernelCounts } from '../../src/tiling/matrixTile.js';
+
+describe('unrollWgsl', () => {
+  it('repeats a body once per value, substituting the variable, and nests', () => {
+    const src = ['a;', '//#for t in T', '  x{t} = y{t};', '  //#for n in N', '  z{t}{n} += {n}u * {t}u;', '  //#endfor', '//#endfor', 'b{t};'].join('\n');
+    expect(unrollWgsl(src, { T: 2, N: 3 }).split('\n')).toEqual([
+      'a;',
+      '  x0 = y0;',
+      '  z00 += 0u * 0u;',
+      '  z01 += 1u * 0u;',
+      '  z02 += 2u * 0u;',
+      '  x1 = y1;',
+      '  z10 += 0u * 1u;',
+      '  z11 += 1u * 1u;',
+      '  z12 += 2u * 1u;',
+      // Outside a loop {t} is left alone.
+      'b{t};',
+    ]);
+  });
+
+  it('drops a body of zero trips and leaves sources without loops unchanged', () => {
+    expect(unrollWgsl('a\n//#for i in Z\nx{i}\n//#endfor\nb', { Z: 0 })).toBe('a\nb');
+    const plain = 'fn f() { let x = array<u32, 2>(1u, 2u); }';
+    expect(unrollWgsl(plain, {})).toBe(plain);
+  });
+
+  it('names what is wrong with a malformed loop', () => {
+    expect(() => unrollWgsl('//#for i in MISSING\n//#endfor', { N: 1 })).toThrow(/MISSING.*given: N/);
+    expect(() => unrollWgsl('//#for i in N\nx', { N: 1 })).toThrow(/not closed/);
+    expect(() => unrollWgsl('x\n//#endfor', {})).toThrow(/line 2: \/\/#endfor without/);
+    expect(() => unrollWgsl('//#for i in N\n//#for i in N\n//#endfor\n//#endfor', { N: 2 })).toThrow(/shadows/);
+    expect(() => unrollWgsl('//#for i in N\n//#endfor', { N: 1.5 })).toThrow(/N = 1.5/);
+  });
+});
+
+describe('the unrolled subgroup-matrix kernel', () => {
+  it('has no loop directives or placeholders left, and one matrix per tile', () => {
+    for (const [headDim, subgroups, blockKV] of [[128, 8, 32], [64, 4, 32], [80, 2, 64], [256, 1, 16]]) {
+      const tile = { blockQ: 16 * subgroups, blockKV, subgroups };
+      const code = flashAttentionPrefillMatrixSource(headDim, tile).code;
+      expect(code).not.toMatch(/\/\/#(for|endfor)|\{[a-z]\}/);
+      const counts = matrixKernelCounts(tile, headDim);
+      expect(code.match(/var om\d+ = /g)).toHaveLength(counts.D16);
+      expect(code.match(/var qm\d+: /g)).toHaveLength(counts.D16);
+      expect(code.match(/var st\d+ = /g)).toHaveLength(counts.KV16);
+      // S = Q·Kᵀ and O += P·V each take D16 × KV16 matrix steps.
+      expect(code.match(/subgroupMatrixMultiplyAccumulate/g)).toHaveLength(2 * counts.D16 * counts.KV16);
+      const specialized = specializeWgsl(resolveIncludes(code), { HEAD_DIM: headDim, BLOCK_KV: blockKV, SUBGROUPS: subgroups }, { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] });
+      expect(reflectKernel(specialized).bindings.main.map((b) => b.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask']);
+    }
+    expect(flashAttentionPrefillMatrixKernel.code).toMatch(/^\s*\/\/#for t in D16$/m);
+  });
+
+  it('counts the staged words per invocation with a ragged last round', () => {
+    // 32 keys × 128 dims = 512 words over 256 invocations; 16 × 80 = 160 words over 64.
+    expect(matrixKernelCounts({ blockQ: 128, blockKV: 32, subgroups: 8 }, 128)).toEqual({ D16: 8, KV16: 2, HALF_KV: 16, WORDS_PER_THREAD: 2 });
+    expect(matrixKernelCounts({ blockQ: 32, blockKV: 16, subgroups: 2 }, 80)).toEqual({ D16: 5, KV16: 1, HALF_KV: 8, WORDS_PER_THREAD: 3 });
+  });
+});
