@@ -50,6 +50,9 @@
 // Other prefill kernels (the subgroup-matrix tier) use the same `status` binding
 // number, name, type and bits; the host binds every binding a kernel declares by name.
 //
+// Loops over register arrays are #for blocks, unrolled by src/runtime/wgslUnroll.ts (counts:
+// vectorKernelCounts in src/tiling/tileConfig.ts): the H100 driver kept loop-indexed arrays in memory.
+//
 // The constants and type aliases are defaults; src/runtime/wgsl.ts specializes
 // them per pipeline. Tiers: Store4 is the element type in storage (vec4<f32> or,
 // with shader-f16, vec4<f16>), Tile4 the type staged in workgroup memory (f16
@@ -247,6 +250,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   let firstBlock = range.x;
   let endBlock = range.y;
 
+  // Register arrays: every index below is a constant after unrolling. Row i of
+  // a row vector is component i % 4 of vec4 i / 4.
   var m: array<f32, ROWS_PER_THREAD>;
   var l: array<f32, ROWS_PER_THREAD>;
   var acc: array<vec4f, ROWS_PER_THREAD * DIMS4_PER_THREAD>;
@@ -254,128 +259,157 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   var qkNext: array<Tile4, QK_LOADS>;
   var vNext: array<Tile4, V_LOADS>;
   var col4: array<u32, DIMS4_PER_THREAD>;
-  for (var i = 0u; i < ROWS_PER_THREAD; i++) { m[i] = NEG_BIG; l[i] = 0.0; }
-  for (var i = 0u; i < ROWS_PER_THREAD * DIMS4_PER_THREAD; i++) { acc[i] = vec4f(0.0); }
+  //#for i in ROWS_PER_THREAD
+  m[{i}] = NEG_BIG;
+  l[{i}] = 0.0;
+  //#endfor
+  // (acc starts at zero: WGSL zero-initialises function-scope variables.)
   // Output vec4 columns; when THREADS_PER_ROW does not divide D4 the surplus repeat the last (never stored).
-  for (var t = 0u; t < DIMS4_PER_THREAD; t++) { col4[t] = min(lane + t * THREADS_PER_ROW, D4 - 1u); }
+  //#for t in DIMS4_PER_THREAD
+  col4[{t}] = min(lane + {t}u * THREADS_PER_ROW, D4 - 1u);
+  //#endfor
 
   // Slices staged so far: picks the buffer of the next one.
   var step = 0u;
   if (firstBlock < endBlock) {
-    for (var i = 0u; i < QK_LOADS; i++) { qkNext[i] = loadQK(blk, firstBlock * BLOCK_KV, tid, i, 0u); }
+    //#for i in QK_LOADS
+    qkNext[{i}] = loadQK(blk, firstBlock * BLOCK_KV, tid, {i}u, 0u);
+    //#endfor
   }
 
   for (var kb = firstBlock; kb < endBlock; kb++) {
     let kStart = kb * BLOCK_KV;
 
     // ---- S = (Q·scale·log2 e)·Kᵀ, streamed over head-dim slices ----
-    for (var i = 0u; i < ROWS_PER_THREAD * COLS_PER_THREAD; i++) { s[i] = 0.0; }
+    //#for i in ROWS_PER_THREAD
+    //#for j in COLS_PER_THREAD
+    s[{i}u * COLS_PER_THREAD + {j}u] = 0.0;
+    //#endfor
+    //#endfor
     for (var ds = 0u; ds < D_SLICES; ds++) {
       let base = (step % KV_STAGES) * STAGE4;
       step++;
       // Single-buffered: wait until everyone is done with the buffer we overwrite.
       if (KV_STAGES == 1u) { workgroupBarrier(); }
-      for (var i = 0u; i < QK_LOADS; i++) { storeQK(qkNext[i], tid, i, base); }
+      //#for i in QK_LOADS
+      storeQK(qkNext[{i}], tid, {i}u, base);
+      //#endfor
       workgroupBarrier();
       // Prefetch the next slice: Q·Kᵀ's next, or after the last one P·V's first.
       if (ds + 1u < D_SLICES) {
-        for (var i = 0u; i < QK_LOADS; i++) { qkNext[i] = loadQK(blk, kStart, tid, i, ds + 1u); }
+        //#for i in QK_LOADS
+        qkNext[{i}] = loadQK(blk, kStart, tid, {i}u, ds + 1u);
+        //#endfor
       } else {
-        for (var i = 0u; i < V_LOADS; i++) { vNext[i] = loadV(blk, kStart, tid, i, 0u); }
+        //#for i in V_LOADS
+        vNext[{i}] = loadV(blk, kStart, tid, {i}u, 0u);
+        //#endfor
       }
       let kOff = base + Q_SLICE + lane * PITCH4;
       for (var c = 0u; c < CHUNK4; c++) {
         var kv: array<vec4f, COLS_PER_THREAD>;
-        for (var j = 0u; j < COLS_PER_THREAD; j++) { kv[j] = vec4f(slices[kOff + j * THREADS_PER_ROW * PITCH4 + c]); }
-        for (var i = 0u; i < ROWS_PER_THREAD; i++) {
-          let qv = vec4f(slices[base + rowOf(rowGroup, i) * PITCH4 + c]);
-          for (var j = 0u; j < COLS_PER_THREAD; j++) {
-            // Explicit FMAs: s += dot(q, k) would cost a multiply and an add more per score.
-            var x = s[i * COLS_PER_THREAD + j];
-            x = fma(qv.x, kv[j].x, x);
-            x = fma(qv.y, kv[j].y, x);
-            x = fma(qv.z, kv[j].z, x);
-            x = fma(qv.w, kv[j].w, x);
-            s[i * COLS_PER_THREAD + j] = x;
-          }
-        }
+        //#for j in COLS_PER_THREAD
+        kv[{j}] = vec4f(slices[kOff + {j}u * THREADS_PER_ROW * PITCH4 + c]);
+        //#endfor
+        // Explicit FMAs: s += dot(q, k) would cost a multiply and an add more per score.
+        //#for i in ROWS_PER_THREAD
+        let qv{i} = vec4f(slices[base + rowOf(rowGroup, {i}u) * PITCH4 + c]);
+        //#for j in COLS_PER_THREAD
+        s[{i}u * COLS_PER_THREAD + {j}u] =
+          fma(qv{i}.w, kv[{j}].w, fma(qv{i}.z, kv[{j}].z, fma(qv{i}.y, kv[{j}].y, fma(qv{i}.x, kv[{j}].x, s[{i}u * COLS_PER_THREAD + {j}u]))));
+        //#endfor
+        //#endfor
       }
     }
 
     // ---- tiling-mask: full blocks skip this; partial ones OR their M-mask windows ----
     let edges = blockEdges(qStart, rows, kStart, kvLen, offset);
     if (edges.partial) {
-      for (var i = 0u; i < ROWS_PER_THREAD; i++) {
-        for (var j = 0u; j < COLS_PER_THREAD; j++) {
-          if (maskedAt(edges, rowOf(rowGroup, i), lane + j * THREADS_PER_ROW)) { s[i * COLS_PER_THREAD + j] = NEG_BIG; }
-        }
-      }
+      //#for i in ROWS_PER_THREAD
+      //#for j in COLS_PER_THREAD
+      if (maskedAt(edges, rowOf(rowGroup, {i}u), lane + {j}u * THREADS_PER_ROW)) { s[{i}u * COLS_PER_THREAD + {j}u] = NEG_BIG; }
+      //#endfor
+      //#endfor
     }
 
     // ---- online softmax: row max across the THREADS_PER_ROW invocations of a row group ----
     // The Q·Kᵀ slices are done with before this scratch is written: its last reads
     // (the previous block's) come before at least one P·V barrier.
-    for (var i4 = 0u; i4 < ROW4; i4++) {
-      var mx = vec4f(NEG_BIG);
-      for (var u = 0u; u < 4u; u++) {
-        let i = i4 * 4u + u;
-        if (i < ROWS_PER_THREAD) {
-          for (var j = 0u; j < COLS_PER_THREAD; j++) { mx[u] = max(mx[u], s[i * COLS_PER_THREAD + j]); }
-        }
-      }
-      rowScratch[lane * RV_PITCH4 + rv + i4] = mx;
-    }
+    var mx: array<vec4f, ROW4>;
+    //#for i4 in ROW4
+    mx[{i4}] = vec4f(NEG_BIG);
+    //#endfor
+    //#for i in ROWS_PER_THREAD
+    //#for j in COLS_PER_THREAD
+    mx[{i}u / 4u][{i}u % 4u] = max(mx[{i}u / 4u][{i}u % 4u], s[{i}u * COLS_PER_THREAD + {j}u]);
+    //#endfor
+    //#endfor
+    //#for i4 in ROW4
+    rowScratch[lane * RV_PITCH4 + rv + {i4}u] = mx[{i4}];
+    //#endfor
     workgroupBarrier();
-    for (var i4 = 0u; i4 < ROW4; i4++) {
-      var mRow = vec4f(NEG_BIG);
-      for (var t = 0u; t < THREADS_PER_ROW; t++) { mRow = max(mRow, rowScratch[t * RV_PITCH4 + rv + i4]); }
-      var pRow: array<vec4f, COLS_PER_THREAD>;
-      for (var u = 0u; u < 4u; u++) {
-        let i = i4 * 4u + u;
-        if (i < ROWS_PER_THREAD) {
-          let mNew = max(m[i], mRow[u]);
-          let alpha = exp2(m[i] - mNew);
-          m[i] = mNew;
-          var sum = 0.0;
-          for (var j = 0u; j < COLS_PER_THREAD; j++) {
-            let x = s[i * COLS_PER_THREAD + j];
-            let p = select(exp2(x - mNew), 0.0, x < MASKED_BELOW);
-            sum += p;
-            pRow[j][u] = p;
-          }
-          // Each invocation keeps the partial sum of its own columns; they are added once at the end.
-          l[i] = l[i] * alpha + sum;
-          for (var t = 0u; t < DIMS4_PER_THREAD; t++) { acc[i * DIMS4_PER_THREAD + t] *= alpha; }
-        } else {
-          for (var j = 0u; j < COLS_PER_THREAD; j++) { pRow[j][u] = 0.0; }
-        }
-      }
-      // P's last reads (the previous block's P·V) come before this block's Q·Kᵀ barriers.
-      for (var j = 0u; j < COLS_PER_THREAD; j++) { pTile[(lane + j * THREADS_PER_ROW) * RV_PITCH4 + rv + i4] = pRow[j]; }
+    var mRow: array<vec4f, ROW4>;
+    //#for i4 in ROW4
+    mRow[{i4}] = vec4f(NEG_BIG);
+    for (var t = 0u; t < THREADS_PER_ROW; t++) { mRow[{i4}] = max(mRow[{i4}], rowScratch[t * RV_PITCH4 + rv + {i4}u]); }
+    //#endfor
+    // P as row vectors: key j of rows 4·i4 … 4·i4 + 3 is pRow[i4 · COLS_PER_THREAD + j]; lanes past ROWS_PER_THREAD stay 0.
+    var pRow: array<vec4f, ROW4 * COLS_PER_THREAD>;
+    //#for i in ROWS_PER_THREAD
+    {
+      let mNew = max(m[{i}], mRow[{i}u / 4u][{i}u % 4u]);
+      let alpha = exp2(m[{i}] - mNew);
+      m[{i}] = mNew;
+      var sum = 0.0;
+      //#for j in COLS_PER_THREAD
+      let p{j} = select(exp2(s[{i}u * COLS_PER_THREAD + {j}u] - mNew), 0.0, s[{i}u * COLS_PER_THREAD + {j}u] < MASKED_BELOW);
+      sum += p{j};
+      pRow[({i}u / 4u) * COLS_PER_THREAD + {j}u][{i}u % 4u] = p{j};
+      //#endfor
+      // Each invocation keeps the partial sum of its own columns; they are added once at the end.
+      l[{i}] = l[{i}] * alpha + sum;
+      //#for t in DIMS4_PER_THREAD
+      acc[{i}u * DIMS4_PER_THREAD + {t}u] *= alpha;
+      //#endfor
     }
+    //#endfor
+    // P's last reads (the previous block's P·V) come before this block's Q·Kᵀ barriers.
+    //#for i4 in ROW4
+    //#for j in COLS_PER_THREAD
+    pTile[(lane + {j}u * THREADS_PER_ROW) * RV_PITCH4 + rv + {i4}u] = pRow[{i4}u * COLS_PER_THREAD + {j}u];
+    //#endfor
+    //#endfor
 
     // ---- O += P·V, streamed over key slices ----
     for (var ks = 0u; ks < KV_SLICES; ks++) {
       let base = (step % KV_STAGES) * STAGE4;
       step++;
       if (KV_STAGES == 1u) { workgroupBarrier(); }
-      for (var i = 0u; i < V_LOADS; i++) { storeV(vNext[i], tid, i, base); }
+      //#for i in V_LOADS
+      storeV(vNext[{i}], tid, {i}u, base);
+      //#endfor
       workgroupBarrier(); // also publishes P
       // Prefetch the next slice: P·V's next, or after the last one the next block's first Q·Kᵀ slice.
       if (ks + 1u < KV_SLICES) {
-        for (var i = 0u; i < V_LOADS; i++) { vNext[i] = loadV(blk, kStart, tid, i, ks + 1u); }
+        //#for i in V_LOADS
+        vNext[{i}] = loadV(blk, kStart, tid, {i}u, ks + 1u);
+        //#endfor
       } else if (kb + 1u < endBlock) {
-        for (var i = 0u; i < QK_LOADS; i++) { qkNext[i] = loadQK(blk, kStart + BLOCK_KV, tid, i, 0u); }
+        //#for i in QK_LOADS
+        qkNext[{i}] = loadQK(blk, kStart + BLOCK_KV, tid, {i}u, 0u);
+        //#endfor
       }
       for (var kk = 0u; kk < CHUNK; kk++) {
         var pv: array<vec4f, ROW4>;
-        for (var i4 = 0u; i4 < ROW4; i4++) { pv[i4] = pTile[(ks * CHUNK + kk) * RV_PITCH4 + rv + i4]; }
-        for (var t = 0u; t < DIMS4_PER_THREAD; t++) {
-          let vx = vec4f(slices[base + kk * D4 + col4[t]]);
-          for (var i = 0u; i < ROWS_PER_THREAD; i++) {
-            acc[i * DIMS4_PER_THREAD + t] = fma(vec4f(pv[i / 4u][i % 4u]), vx, acc[i * DIMS4_PER_THREAD + t]);
-          }
-        }
+        //#for i4 in ROW4
+        pv[{i4}] = pTile[(ks * CHUNK + kk) * RV_PITCH4 + rv + {i4}u];
+        //#endfor
+        //#for t in DIMS4_PER_THREAD
+        let vx{t} = vec4f(slices[base + kk * D4 + col4[{t}]]);
+        //#for i in ROWS_PER_THREAD
+        acc[{i}u * DIMS4_PER_THREAD + {t}u] = fma(vec4f(pv[{i}u / 4u][{i}u % 4u]), vx{t}, acc[{i}u * DIMS4_PER_THREAD + {t}u]);
+        //#endfor
+        //#endfor
       }
     }
     // No barrier here: the next writes to this slice's buffer, to the row scratch
@@ -385,27 +419,27 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
   }
 
   // ---- epilogue: add the partial row sums, rescale once; rows that saw no key give 0 ----
-  for (var i4 = 0u; i4 < ROW4; i4++) {
-    var part = vec4f(0.0);
-    for (var u = 0u; u < 4u; u++) {
-      if (i4 * 4u + u < ROWS_PER_THREAD) { part[u] = l[i4 * 4u + u]; }
-    }
-    rowScratch[lane * RV_PITCH4 + rv + i4] = part;
-  }
+  var part: array<vec4f, ROW4>;
+  //#for i in ROWS_PER_THREAD
+  part[{i}u / 4u][{i}u % 4u] = l[{i}];
+  //#endfor
+  //#for i4 in ROW4
+  rowScratch[lane * RV_PITCH4 + rv + {i4}u] = part[{i4}];
+  //#endfor
   workgroupBarrier();
   let oBase = b * params.oBatch + hq * params.oHead;
-  for (var i4 = 0u; i4 < ROW4; i4++) {
-    var total = vec4f(0.0);
-    for (var t = 0u; t < THREADS_PER_ROW; t++) { total += rowScratch[t * RV_PITCH4 + rv + i4]; }
-    for (var u = 0u; u < 4u; u++) {
-      let i = i4 * 4u + u;
-      let r = rowOf(rowGroup, i);
-      if (i >= ROWS_PER_THREAD || r >= rows) { continue; }
-      let inv = select(0.0, 1.0 / total[u], total[u] > 0.0);
-      for (var t = 0u; t < DIMS4_PER_THREAD; t++) {
-        let c4 = lane + t * THREADS_PER_ROW;
-        if (c4 < D4) { o[oBase + (qStart + r) * params.oSeq + c4] = Store4(acc[i * DIMS4_PER_THREAD + t] * inv); }
-      }
-    }
+  var total: array<vec4f, ROW4>;
+  //#for i4 in ROW4
+  for (var t = 0u; t < THREADS_PER_ROW; t++) { total[{i4}] += rowScratch[t * RV_PITCH4 + rv + {i4}u]; }
+  //#endfor
+  //#for i in ROWS_PER_THREAD
+  if (rowOf(rowGroup, {i}u) < rows) {
+    let oRow = oBase + (qStart + rowOf(rowGroup, {i}u)) * params.oSeq;
+    let sum = total[{i}u / 4u][{i}u % 4u];
+    let inv = select(0.0, 1.0 / sum, sum > 0.0);
+    //#for t in DIMS4_PER_THREAD
+    if (lane + {t}u * THREADS_PER_ROW < D4) { o[oRow + lane + {t}u * THREADS_PER_ROW] = Store4(acc[{i}u * DIMS4_PER_THREAD + {t}u] * inv); }
+    //#endfor
   }
+  //#endfor
 }

@@ -16,7 +16,7 @@ import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import type { WgslConsts, WgslTypes } from '../runtime/wgsl.js';
 import { checkMatrixTile, chooseMatrixTile, MATRIX_SUBGROUP_SIZE, matrixKernelCounts, type MatrixTileConfig } from '../tiling/matrixTile.js';
 import { unrollWgsl } from '../runtime/wgslUnroll.js';
-import { checkTileConfig, chooseTileConfig, TILE_CANDIDATES, type TileConfig } from '../tiling/tileConfig.js';
+import { checkTileConfig, chooseTileConfig, TILE_CANDIDATES, vectorKernelCounts, type TileConfig } from '../tiling/tileConfig.js';
 import { lookupTuned, shapeClassKey, type TunedEntry } from '../tuning/tuning.js';
 import { encodeDispatch, submitAndWait, type EncodeTarget } from './encode.js';
 import {
@@ -40,11 +40,22 @@ export const flashAttentionPrefillKernel = { name: 'flashAttentionPrefill', code
 export const flashAttentionPrefillMatrixKernel = { name: 'flashAttentionPrefillSubgroupMatrix', code: prefillMatrixWgsl };
 
 /**
+ * The vector kernel (f32 and f16 tiers) with its loops over register arrays
+ * unrolled for one head dim and tile (the counts follow from the consts, so the
+ * pipeline cache key needs nothing more). The raw `code` is not WGSL until unrolled.
+ */
+export function flashAttentionPrefillSource(headDim: number, tile: TileConfig): KernelSource {
+  const { name, code } = flashAttentionPrefillKernel;
+  return { name, code: unrollWgsl(code, vectorKernelCounts(tile, headDim)) };
+}
+
+/**
  * The subgroup-matrix kernel with its loops unrolled for one head dim and tile
  * (its trip counts follow from the consts, so the pipeline cache key needs nothing more).
  */
 export function flashAttentionPrefillMatrixSource(headDim: number, tile: MatrixTileConfig): KernelSource {
-  return { name: flashAttentionPrefillMatrixKernel.name, code: unrollWgsl(prefillMatrixWgsl, matrixKernelCounts(tile, headDim)) };
+  const { name, code } = flashAttentionPrefillMatrixKernel;
+  return { name, code: unrollWgsl(code, matrixKernelCounts(tile, headDim)) };
 }
 
 /**
@@ -132,7 +143,7 @@ function planVectorKernel(
   const tile = requested ?? chooseTileConfig(problem.headDim, limits, TILE_CANDIDATES, sliceBytes);
   const geometry = checkTileConfig(tile, problem.headDim, limits, sliceBytes);
   return {
-    source: flashAttentionPrefillKernel,
+    source: flashAttentionPrefillSource(problem.headDim, tile),
     consts: {
       HEAD_DIM: problem.headDim,
       BLOCK_Q: tile.blockQ,

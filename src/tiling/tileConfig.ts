@@ -94,6 +94,38 @@ export function tileGeometry(tile: TileConfig, headDim: number, sliceBytes = 4):
   };
 }
 
+/** Trip counts of the vector kernel's unrolled loops; the names are the WGSL consts they equal (a type, not an interface, so it is an `UnrollCounts`). */
+export type VectorKernelCounts = {
+  ROWS_PER_THREAD: number;
+  COLS_PER_THREAD: number;
+  DIMS4_PER_THREAD: number;
+  /** Row vectors (4 rows each) per invocation. */
+  ROW4: number;
+  /** vec4 loads per invocation to stage one Q·Kᵀ slice, and one V slice. */
+  QK_LOADS: number;
+  V_LOADS: number;
+};
+
+/**
+ * The counts that shaders/flashAttentionPrefill.wgsl derives from its consts
+ * (HEAD_DIM, BLOCK_Q, BLOCK_KV, ROWS_PER_THREAD, THREADS_PER_ROW, CHUNK), with
+ * its u32 arithmetic; passed to `unrollWgsl` when the kernel source is built.
+ */
+export function vectorKernelCounts(tile: TileConfig, headDim: number): VectorKernelCounts {
+  const div = (a: number, b: number) => Math.floor(a / b);
+  const threads = div(tile.blockQ, tile.rowsPerThread) * tile.threadsPerRow;
+  const d4 = div(headDim, 4);
+  const chunk4 = div(tile.chunk, 4);
+  return {
+    ROWS_PER_THREAD: tile.rowsPerThread,
+    COLS_PER_THREAD: div(tile.blockKV, tile.threadsPerRow),
+    DIMS4_PER_THREAD: div(d4 + tile.threadsPerRow - 1, tile.threadsPerRow),
+    ROW4: div(tile.rowsPerThread + 3, 4),
+    QK_LOADS: div((tile.blockQ + tile.blockKV) * chunk4 + threads - 1, threads),
+    V_LOADS: div(tile.chunk * d4 + threads - 1, threads),
+  };
+}
+
 /**
  * Throw a {@link TileConfigError} naming the first field that cannot work,
  * with the numbers, or return the geometry.

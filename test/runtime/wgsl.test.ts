@@ -1,10 +1,12 @@
 // The typed WGSL generator and the reflection it relies on.
 import { describe, expect, it } from 'vitest';
-import { flashAttentionPrefillKernel, flashAttentionPrefillMatrixKernel } from '../../src/attention/flashAttentionPrefill.js';
+import { flashAttentionPrefillKernel, flashAttentionPrefillMatrixKernel, flashAttentionPrefillSource } from '../../src/attention/flashAttentionPrefill.js';
 import { declarationsOnly, packStruct, reflectKernel, specializeWgsl, structBytes } from '../../src/runtime/wgsl.js';
 import { resolveIncludes } from '../../src/runtime/wgslIncludes.js';
+import { TILE_CANDIDATES, vectorKernelCounts, type TileConfig } from '../../src/tiling/tileConfig.js';
 
-const prefill = resolveIncludes(flashAttentionPrefillKernel.code);
+// The vector kernel is WGSL once its //#for loops are unrolled (for the default tile at D = 64).
+const prefill = resolveIncludes(flashAttentionPrefillSource(64, TILE_CANDIDATES[0]).code);
 const matrix = resolveIncludes(flashAttentionPrefillMatrixKernel.code);
 
 describe('WGSL specialization', () => {
@@ -81,5 +83,44 @@ describe('reflection', () => {
     expect(() => packStruct(layout, { ...values, extra: 1 }, view)).toThrow(/extra/);
     const { seqQ: _drop, ...missing } = values;
     expect(() => packStruct(layout, missing, view)).toThrow(/seqQ/);
+  });
+});
+
+describe('the unrolled vector kernel', () => {
+  // Function-scope arrays of the kernel: after unrolling none may be indexed by a loop counter.
+  const REGISTER_ARRAYS = /\b(m|l|acc|s|kv|pv|pRow|mx|mRow|qkNext|vNext|col4|part|total)\[[^\]]*\b(i|j|t|u|i4|c|kk)\b/;
+  const tiles: TileConfig[] = [
+    TILE_CANDIDATES[0],
+    TILE_CANDIDATES[5],
+    TILE_CANDIDATES[TILE_CANDIDATES.length - 1],
+    // Rows that fill two row vectors, the second partly.
+    { blockQ: 30, blockKV: 20, rowsPerThread: 5, threadsPerRow: 4, chunk: 4, kvStages: 2 },
+  ];
+
+  it('has no loop directives or placeholders left, only constant register indices, and reflects', () => {
+    for (const tile of tiles)
+      for (const headDim of [64, 80, 128]) {
+        const code = flashAttentionPrefillSource(headDim, tile).code;
+        expect(code).not.toMatch(/\/\/#(for|endfor)|\{[A-Za-z_]\w*\}/);
+        const main = code.slice(code.indexOf('fn main(')).replace(/\/\/.*$/gm, '');
+        expect(main).not.toMatch(REGISTER_ARRAYS);
+        const counts = vectorKernelCounts(tile, headDim);
+        // One Q vec4 per row and one V vec4 per output column, per step.
+        expect(main.match(/let qv\d+ = /g)).toHaveLength(counts.ROWS_PER_THREAD);
+        expect(main.match(/let vx\d+ = /g)).toHaveLength(counts.DIMS4_PER_THREAD);
+        const consts = {
+          HEAD_DIM: headDim,
+          BLOCK_Q: tile.blockQ,
+          BLOCK_KV: tile.blockKV,
+          ROWS_PER_THREAD: tile.rowsPerThread,
+          THREADS_PER_ROW: tile.threadsPerRow,
+          CHUNK: tile.chunk,
+          KV_STAGES: tile.kvStages,
+        };
+        const r = reflectKernel(specializeWgsl(resolveIncludes(code), consts, { aliases: { Tile4: 'vec4<f16>' }, enables: ['f16'] }));
+        expect(r.bindings.main.map((b) => b.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask', 'pageTable', 'status']);
+      }
+    // The raw file keeps the loops.
+    expect(flashAttentionPrefillKernel.code).toMatch(/^\s*\/\/#for i in ROWS_PER_THREAD$/m);
   });
 });

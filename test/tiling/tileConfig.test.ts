@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TileConfigError } from '../../src/errors.js';
-import { checkTileConfig, chooseTileConfig, tileGeometry, type TileLimits } from '../../src/tiling/tileConfig.js';
+import { checkTileConfig, chooseTileConfig, TILE_CANDIDATES, tileGeometry, vectorKernelCounts, type TileLimits } from '../../src/tiling/tileConfig.js';
 
 const swiftshader: TileLimits = { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256 };
 const h100: TileLimits = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024 };
@@ -48,6 +48,46 @@ describe('tile configurations', () => {
       for (const d of [32, 64, 80, 96, 128, 256]) {
         const tile = chooseTileConfig(d, limits);
         expect(() => checkTileConfig(tile, d, limits)).not.toThrow();
+      }
+  });
+
+  it('counts the vector kernel\'s unrolled loops as its consts do', () => {
+    // 64×64, 4×16, 16-deep: 256 invocations stage (64 + 64) · 4 vec4 of Q/K (2 each) and 16 · 32 vec4 of V (2 each) at D = 128.
+    expect(vectorKernelCounts({ blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 16, kvStages: 1 }, 128)).toEqual({
+      ROWS_PER_THREAD: 4,
+      COLS_PER_THREAD: 4,
+      DIMS4_PER_THREAD: 2,
+      ROW4: 1,
+      QK_LOADS: 2,
+      V_LOADS: 2,
+    });
+    // Ragged rounds: 20 vec4 columns over 16 lanes; (32 + 16) · 2 = 96 Q/K vec4 and 8 · 20 = 160 V vec4 over 256 invocations.
+    expect(vectorKernelCounts({ blockQ: 32, blockKV: 16, rowsPerThread: 2, threadsPerRow: 16, chunk: 8, kvStages: 2 }, 80)).toEqual({
+      ROWS_PER_THREAD: 2,
+      COLS_PER_THREAD: 1,
+      DIMS4_PER_THREAD: 2,
+      ROW4: 1,
+      QK_LOADS: 1,
+      V_LOADS: 1,
+    });
+    // 5 rows: two row vectors, the second with one row; 6 row groups × 4 lanes = 24 invocations.
+    expect(vectorKernelCounts({ blockQ: 30, blockKV: 20, rowsPerThread: 5, threadsPerRow: 4, chunk: 4, kvStages: 2 }, 32)).toEqual({
+      ROWS_PER_THREAD: 5,
+      COLS_PER_THREAD: 5,
+      DIMS4_PER_THREAD: 2,
+      ROW4: 2,
+      QK_LOADS: 3,
+      V_LOADS: 2,
+    });
+    for (const tile of TILE_CANDIDATES)
+      for (const d of [32, 64, 80, 128, 256]) {
+        const c = vectorKernelCounts(tile, d);
+        const g = tileGeometry(tile, d);
+        expect([c.COLS_PER_THREAD, c.DIMS4_PER_THREAD]).toEqual([g.colsPerThread, g.dims4PerThread]);
+        expect(c.QK_LOADS * g.threads).toBeGreaterThanOrEqual((tile.blockQ + tile.blockKV) * (tile.chunk / 4));
+        expect((c.QK_LOADS - 1) * g.threads).toBeLessThan((tile.blockQ + tile.blockKV) * (tile.chunk / 4));
+        expect(c.V_LOADS * g.threads).toBeGreaterThanOrEqual((tile.chunk * d) / 4);
+        expect((c.V_LOADS - 1) * g.threads).toBeLessThan((tile.chunk * d) / 4);
       }
   });
 
