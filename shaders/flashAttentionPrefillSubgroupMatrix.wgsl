@@ -51,6 +51,14 @@ const SUBGROUPS: u32 = 8u;
 const SG_SIZE: u32 = 32u;
 const MASK_BLOCK: u32 = 128u;
 const RESCALE_LOG2: f32 = 8.0;
+// Paged KV (PAGED = true): K/V are read through the page table of the paged KV
+// cache, as in flashAttentionPrefill.wgsl (entry = (pool << 28) | page; a page is
+// [K: PAGE_HEADS][PAGE_TOKENS][D] then [V: …]; pool 0 bound at k, pool 1 at v).
+// Only the staging loads differ.
+const PAGED: bool = false;
+const PAGE_TOKENS: u32 = 256u;
+const PAGE_HEADS: u32 = 1u;
+const PAGE_TABLE_STRIDE: u32 = 1u;
 
 const BLOCK_Q: u32 = 16u * SUBGROUPS;
 const THREADS: u32 = SG_SIZE * SUBGROUPS;
@@ -70,6 +78,9 @@ const SPAN_WORDS: u32 = BLOCK_KV * D8;
 const WORDS_PER_THREAD: u32 = (SPAN_WORDS + THREADS - 1u) / THREADS;
 // Query rows staged through the K tile per round when Q is loaded.
 const Q_ROUND: u32 = min(BLOCK_Q, BLOCK_KV);
+// 16-byte words from a page's K half to its V half, and per page.
+const PAGE_V_OFFSET: u32 = PAGE_HEADS * PAGE_TOKENS * D8;
+const PAGE_WORDS: u32 = 2u * PAGE_V_OFFSET;
 const NEG_BIG: f32 = -1.0e30;
 const MASKED_BELOW: f32 = -1.0e29;
 
@@ -85,6 +96,8 @@ const MASKED_BELOW: f32 = -1.0e29;
 @group(0) @binding(3) var<storage, read> v: array<vec4u>;
 @group(0) @binding(4) var<storage, read_write> o: array<vec4<f16>>;
 @group(0) @binding(5) var<storage, read> mMask: array<u32>;
+// A placeholder when not PAGED.
+@group(0) @binding(6) var<storage, read> pageTable: array<u32>;
 
 var<workgroup> kTile: array<f16, BLOCK_KV * KV_PITCH>;
 var<workgroup> vTile: array<f16, BLOCK_KV * KV_PITCH>;
@@ -113,9 +126,16 @@ fn storeWord(toV: bool, row: u32, word: u32, x: vec4u) {
 }
 
 // Word `e` of the K (x) and V (y) span starting at key kStart (zeros past the span or kvLen).
+// Paged, kBase is the sequence's page-table row and vBase the KV head's offset in a page.
 fn spanWord(e: u32, kStart: u32, kvLen: u32, kBase: u32, kSeq: u32, vBase: u32, vSeq: u32) -> array<vec4u, 2> {
   let key = kStart + e / D8;
   if (e < SPAN_WORDS && key < kvLen) {
+    if (PAGED) {
+      let entry = pageTable[kBase + key / PAGE_TOKENS];
+      let at = (entry & 0x0fffffffu) * PAGE_WORDS + vBase + (key % PAGE_TOKENS) * D8 + e % D8;
+      if ((entry >> 28u) == 0u) { return array<vec4u, 2>(k[at], k[at + PAGE_V_OFFSET]); }
+      return array<vec4u, 2>(v[at], v[at + PAGE_V_OFFSET]);
+    }
     return array<vec4u, 2>(k[kBase + key * kSeq + e % D8], v[vBase + key * vSeq + e % D8]);
   }
   return array<vec4u, 2>(vec4u(0u), vec4u(0u));
@@ -142,8 +162,8 @@ fn main(
   let half = lane % 2u;
   let rowValid = myRow < rows;
   let qBase = (b * params.qBatch + hq * params.qHead) / 2u;
-  let kBase = (b * params.kBatch + hkv * params.kHead) / 2u;
-  let vBase = (b * params.vBatch + hkv * params.vHead) / 2u;
+  let kBase = select((b * params.kBatch + hkv * params.kHead) / 2u, b * PAGE_TABLE_STRIDE, PAGED);
+  let vBase = select((b * params.vBatch + hkv * params.vHead) / 2u, hkv * PAGE_TOKENS * D8, PAGED);
   let qSeq = params.qSeq / 2u;
   let kSeq = params.kSeq / 2u;
   let vSeq = params.vSeq / 2u;

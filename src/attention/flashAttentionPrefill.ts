@@ -2,7 +2,7 @@
  * The FastAttention operator: the fused, two-level tiled kernel with the
  * tiling-mask. Creating it validates everything and compiles (or reuses) the
  * pipeline; encoding it allocates nothing. K/V come from contiguous tensors or
- * from a paged KV cache (vector tiers), and tiers that round to f16 report
+ * from a paged KV cache (every tier), and tiers that round to f16 report
  * inputs that overflow it.
  */
 import prefillWgsl from '../../shaders/flashAttentionPrefill.wgsl?raw';
@@ -33,8 +33,6 @@ import { chooseTier, type KernelTier, type TierChoice } from './tiers.js';
 
 /** Tiers this operator implements. */
 export const IMPLEMENTED_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['subgroup-matrix', 'f16', 'f32']);
-/** Tiers that read a paged KV cache. */
-const VECTOR_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['f16', 'f32']);
 
 export const flashAttentionPrefillKernel = { name: 'flashAttentionPrefill', code: prefillWgsl };
 export const flashAttentionPrefillMatrixKernel = { name: 'flashAttentionPrefillSubgroupMatrix', code: prefillMatrixWgsl };
@@ -117,8 +115,6 @@ interface KernelPlan {
 function usableTuned(runtime: FastAttentionRuntime, problem: AttentionProblem): TunedEntry | undefined {
   const entry = lookupTuned(runtime.tuning, problem);
   if (!entry) return undefined;
-  // The subgroup-matrix kernel does not read pages: a paged problem keeps the untuned vector-tier choice.
-  if (problem.paged && entry.tier === 'subgroup-matrix') return undefined;
   try {
     chooseTier(runtime.capabilities, IMPLEMENTED_TIERS, problem.dtype, problem.headDim, entry.tier);
     if ('subgroups' in entry.tile) checkMatrixTile(entry.tile, problem.headDim, runtime.tileLimits);
@@ -153,9 +149,7 @@ function planVectorKernel(
       CHUNK: tile.chunk,
       KV_STAGES: tile.kvStages,
       MASK_BLOCK: geometry.maskBlock,
-      PAGED: cache !== undefined,
-      // Page geometry only specializes paged pipelines; contiguous ones keep the defaults.
-      ...(cache && { PAGE_TOKENS: cache.geometry.pageTokens, PAGE_HEADS: cache.geometry.headsKV, PAGE_TABLE_STRIDE: cache.geometry.maxPagesPerSequence }),
+      ...pageConsts(cache),
       CHECK_F16: checkF16,
     },
     types: {
@@ -168,7 +162,13 @@ function planVectorKernel(
   };
 }
 
-function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProblem, requested: AttentionOptions['tile']): KernelPlan {
+// Both kernels' paged-read consts. Page geometry only specializes paged pipelines; contiguous ones keep the defaults.
+function pageConsts(cache: PagedKvCache | undefined): WgslConsts {
+  if (!cache) return { PAGED: false };
+  return { PAGED: true, PAGE_TOKENS: cache.geometry.pageTokens, PAGE_HEADS: cache.geometry.headsKV, PAGE_TABLE_STRIDE: cache.geometry.maxPagesPerSequence };
+}
+
+function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProblem, requested: AttentionOptions['tile'], cache: PagedKvCache | undefined): KernelPlan {
   const limits = runtime.tileLimits;
   if (requested && !('subgroups' in requested)) throw new TileConfigError('tile', 'a vector tile was given to the subgroup-matrix tier', 'a MatrixTileConfig { blockQ, blockKV, subgroups }');
   const tile = requested ?? chooseMatrixTile(problem.headDim, limits);
@@ -176,7 +176,7 @@ function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProbl
   const maskBlock = Math.max(tile.blockQ, tile.blockKV);
   return {
     source: flashAttentionPrefillMatrixSource(problem.headDim, tile),
-    consts: { HEAD_DIM: problem.headDim, BLOCK_KV: tile.blockKV, SUBGROUPS: tile.subgroups, SG_SIZE: MATRIX_SUBGROUP_SIZE, MASK_BLOCK: maskBlock },
+    consts: { HEAD_DIM: problem.headDim, BLOCK_KV: tile.blockKV, SUBGROUPS: tile.subgroups, SG_SIZE: MATRIX_SUBGROUP_SIZE, MASK_BLOCK: maskBlock, ...pageConsts(cache) },
     types: { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] },
     tile,
     maskBlock,
@@ -236,7 +236,6 @@ export class FlashAttentionPrefill {
     const problem = normalizeProblem(options, true);
     const cache = options.cache;
     if (cache) {
-      if (options.tier === 'subgroup-matrix') throw new UnsupportedError('tier', 'the subgroup-matrix tier does not read a paged KV cache', 'f16 or f32');
       if (cache.pools.length > MAX_PREFILL_POOL_BUFFERS)
         throw new UnsupportedError(
           'cache',
@@ -248,12 +247,12 @@ export class FlashAttentionPrefill {
     const tuned = options.tier === undefined && options.tile === undefined ? usableTuned(runtime, problem) : undefined;
     const choice = tuned
       ? { tier: tuned.tier, reason: `tuned for ${shapeClassKey(tuned.shapeClass)} on ${runtime.tuning!.adapter} (${tuned.medianMs.toFixed(3)} ms)` }
-      : chooseTier(runtime.capabilities, problem.paged ? VECTOR_TIERS : IMPLEMENTED_TIERS, problem.dtype, problem.headDim, options.tier);
+      : chooseTier(runtime.capabilities, IMPLEMENTED_TIERS, problem.dtype, problem.headDim, options.tier);
     const tile = tuned ? tuned.tile : options.tile;
     // Tiers that keep f16 slices round every staged value to f16; the f32 tier checks only when asked.
     const checkF16 = choice.tier !== 'f32' || options.checkF16Range === true;
     const plan =
-      choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, tile) : planVectorKernel(runtime, problem, choice.tier, tile, cache, checkF16);
+      choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, tile, cache) : planVectorKernel(runtime, problem, choice.tier, tile, cache, checkF16);
     const maxGroups = runtime.capabilities.limits.maxComputeWorkgroupsPerDimension;
     const names = ['query blocks (q.shape[2] / blockQ)', 'q.shape[1]', 'q.shape[0]'];
     plan.workgroups.forEach((g, i) => {

@@ -18,7 +18,7 @@ export interface SelfCheckOptions {
   dtype?: AttentionDType;
   /** Force a fused-kernel tier. */
   tier?: KernelTier;
-  /** Chunked-prefill cases through a paged KV cache split over two pool buffers (vector tiers only); default one per 8 random cases (`fastattn check --cases 24`: 3). */
+  /** Chunked-prefill cases through a paged KV cache split over two pool buffers; default one per 8 random cases (`fastattn check --cases 24`: 3). */
   pagedCount?: number;
   /** Max abs error allowed; default 1e-4 for f32, 2e-3 for f16. */
   tolerance?: number;
@@ -198,8 +198,7 @@ export async function selfCheck(rt: FastAttentionRuntime, options: SelfCheckOpti
     standard.destroy();
     for (const b of Object.values(bufs)) b.destroy();
   }
-  // The subgroup-matrix tier does not read pages.
-  const paged = options.tier === 'subgroup-matrix' ? 0 : (options.pagedCount ?? Math.floor(count / 8));
+  const paged = options.pagedCount ?? Math.floor(count / 8);
   for (let i = 0; i < paged; i++) {
     const c = await pagedCase(rt, dtype, options.tier, rand, tolerance, i);
     cases.push(c);

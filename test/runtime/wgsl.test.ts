@@ -65,7 +65,7 @@ describe('reflection', () => {
     expect(decl).not.toMatch(/subgroupMatrix/);
     expect(decl).toMatch(/@group\(0\) @binding\(4\) var<storage, read_write> o: array<vec4<f16>>;/);
     const r = reflectKernel(src);
-    expect(r.bindings.main.map((x) => x.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask']);
+    expect(r.bindings.main.map((x) => x.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask', 'pageTable']);
     // Same params layout as the vector kernel: one pool format for both tiers.
     expect(r.bindings.main[0].struct!.members.map((m) => [m.name, m.offset])).toEqual(reflectKernel(prefill).bindings.main[0].struct!.members.map((m) => [m.name, m.offset]));
   });

@@ -52,7 +52,7 @@ describe('the unrolled subgroup-matrix kernel', () => {
       // S = Q·Kᵀ and O += P·V each take D16 × KV16 matrix steps.
       expect(code.match(/subgroupMatrixMultiplyAccumulate/g)).toHaveLength(2 * counts.D16 * counts.KV16);
       const specialized = specializeWgsl(resolveIncludes(code), { HEAD_DIM: headDim, BLOCK_KV: blockKV, SUBGROUPS: subgroups }, { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] });
-      expect(reflectKernel(specialized).bindings.main.map((b) => b.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask']);
+      expect(reflectKernel(specialized).bindings.main.map((b) => b.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask', 'pageTable']);
     }
     expect(flashAttentionPrefillMatrixKernel.code).toMatch(/^\s*\/\/#for t in D16$/m);
   });
