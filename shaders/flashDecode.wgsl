@@ -34,6 +34,11 @@
 // The constants are defaults; src/decode/flashDecode.ts specializes them, and
 // keeps or drops the `//#if NAME` … `//#else` … `//#endif` sections (features a
 // device may lack: the file as a whole needs `enable f16; enable subgroups;`).
+// Loops over register arrays (K/V words, Q, scores, max/sum, accumulators) are
+// `//#for VAR in COUNT` blocks unrolled by src/runtime/wgslUnroll.ts, counts from
+// decodeKernelCounts (src/decode/decodePlan.ts): the H100 driver kept arrays
+// indexed by loop counters in memory when it did not unroll the loop. So no
+// `for` below indexes a function-scope array with its counter.
 
 const HEAD_DIM: u32 = 128u;
 // Storage is f16 (true) or f32.
@@ -114,15 +119,30 @@ var<workgroup> scores: array<vec4f, STEP * R4>;
 var<workgroup> slotM: array<vec4f, SLOTS * R4>;
 var<workgroup> slotL: array<vec4f, SLOTS * R4>;
 
-// WGSL cannot index an array of buffers: the pool is picked by a switch.
-fn readPool(buf: u32, i: u32) -> vec4u {
-  if (POOLS == 1u) { return pool0[i]; }
-  switch buf {
-    case 0u: { return pool0[i]; }
-    case 1u: { return pool1[i]; }
-    case 2u: { return pool2[i]; }
-    default: { return pool3[i]; }
+// CW consecutive words of pool `buf` from word i. WGSL cannot index an array of
+// buffers: the pool is picked by branches, once per word block, not per word.
+// (With the key loop unrolled, a `switch` here made SwiftShader's compile of
+// the paged kernel take minutes; an if chain compiles in seconds.)
+fn readPool(buf: u32, i: u32) -> array<vec4u, CW> {
+  var w: array<vec4u, CW>;
+  if (POOLS == 1u || buf == 0u) {
+    //#for c in CW
+    w[{c}u] = pool0[i + {c}u];
+    //#endfor
+  } else if (buf == 1u) {
+    //#for c in CW
+    w[{c}u] = pool1[i + {c}u];
+    //#endfor
+  } else if (buf == 2u) {
+    //#for c in CW
+    w[{c}u] = pool2[i + {c}u];
+    //#endfor
+  } else {
+    //#for c in CW
+    w[{c}u] = pool3[i + {c}u];
+    //#endfor
   }
+  return w;
 }
 
 struct KV {
@@ -135,26 +155,30 @@ struct KV {
 // issued unconditionally and all of them are in flight together.
 fn loadStep(b: u32, h: u32, t0: u32, last: u32, slot: u32, lane: u32) -> KV {
   var r: KV;
-  for (var u = 0u; u < KU; u++) {
-    let key = min(t0 + u * SLOTS + slot, last);
+  //#for u in KU
+  {
+    let key = min(t0 + {u}u * SLOTS + slot, last);
     if (PAGED) {
       // A page-table entry is (pool << 28) | page within the pool.
       let entry = pageTable[b * params.pageTableStride + (key >> params.pageShift)];
       let inPage = key & ((1u << params.pageShift) - 1u);
       let at = (entry & 0x0fffffffu) * params.pageWords + ((h << params.pageShift) + inPage) * W + lane * CW;
-      for (var c = 0u; c < CW; c++) {
-        r.k[u * CW + c] = readPool(entry >> 28u, at + c);
-        r.v[u * CW + c] = readPool(entry >> 28u, at + params.vOffsetWords + c);
-      }
+      let kw = readPool(entry >> 28u, at);
+      let vw = readPool(entry >> 28u, at + params.vOffsetWords);
+      //#for c in CW
+      r.k[{u}u * CW + {c}u] = kw[{c}u];
+      r.v[{u}u * CW + {c}u] = vw[{c}u];
+      //#endfor
     } else {
       let kAt = b * params.kBatch + h * params.kHead + key * params.kSeq + lane * CW;
       let vAt = b * params.vBatch + h * params.vHead + key * params.vSeq + lane * CW;
-      for (var c = 0u; c < CW; c++) {
-        r.k[u * CW + c] = pool0[kAt + c];
-        r.v[u * CW + c] = pool1[vAt + c];
-      }
+      //#for c in CW
+      r.k[{u}u * CW + {c}u] = pool0[kAt + {c}u];
+      r.v[{u}u * CW + {c}u] = pool1[vAt + {c}u];
+      //#endfor
     }
   }
+  //#endfor
   return r;
 }
 
@@ -190,37 +214,36 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 
   // Per row: exclusive key limit (causal: aligned to the end; padding rows see
   // nothing) and this lane's Q dims pre-multiplied by scale·log2 e, transposed
-  // so that qT[j·R4 + g] holds dim j of row group g.
+  // so that qT[j·R4 + g] holds dim j of row group g. Both start as zeros.
   var lim: array<vec4u, R4>;
   var qT: array<vec4f, DV * 4u * R4>;
-  for (var r = 0u; r < R4 * 4u; r++) {
-    var rl = 0u;
-    if (r < rows) {
-      let gr = row0 + r;
-      rl = kEnd;
-      if (params.causal != 0u) {
-        let last = i32(kvLen) - i32(seqQ) + i32(gr % seqQ) + 1;
-        rl = u32(clamp(last, 0, i32(kEnd)));
-      }
-      let at = b * params.qBatch + (h * params.groupSize + gr / seqQ) * params.qHead + (gr % seqQ) * params.qSeq + lane * CW;
-      for (var d = 0u; d < DV; d++) {
-        let x = widen(q[at + d / VPW], d % VPW == 1u) * params.scaleLog2;
-        qT[(4u * d) * R4 + r / 4u][r % 4u] = x.x;
-        qT[(4u * d + 1u) * R4 + r / 4u][r % 4u] = x.y;
-        qT[(4u * d + 2u) * R4 + r / 4u][r % 4u] = x.z;
-        qT[(4u * d + 3u) * R4 + r / 4u][r % 4u] = x.w;
-      }
+  //#for r in ROWS4
+  if ({r}u < rows) {
+    let gr = row0 + {r}u;
+    var rl = kEnd;
+    if (params.causal != 0u) {
+      let last = i32(kvLen) - i32(seqQ) + i32(gr % seqQ) + 1;
+      rl = u32(clamp(last, 0, i32(kEnd)));
     }
-    lim[r / 4u][r % 4u] = rl;
+    lim[{r}u / 4u][{r}u % 4u] = rl;
+    let at = b * params.qBatch + (h * params.groupSize + gr / seqQ) * params.qHead + (gr % seqQ) * params.qSeq + lane * CW;
+    //#for d in DV
+    let x{d} = widen(q[at + {d}u / VPW], {d}u % VPW == 1u) * params.scaleLog2;
+    qT[(4u * {d}u) * R4 + {r}u / 4u][{r}u % 4u] = x{d}.x;
+    qT[(4u * {d}u + 1u) * R4 + {r}u / 4u][{r}u % 4u] = x{d}.y;
+    qT[(4u * {d}u + 2u) * R4 + {r}u / 4u][{r}u % 4u] = x{d}.z;
+    qT[(4u * {d}u + 3u) * R4 + {r}u / 4u][{r}u % 4u] = x{d}.w;
+    //#endfor
   }
+  //#endfor
 
   var m: array<vec4f, R4>;
   var l: array<vec4f, R4>;
   var acc: array<vec4f, DV * 4u * R4>;
-  for (var g = 0u; g < R4; g++) {
-    m[g] = vec4f(NEG_BIG);
-    l[g] = vec4f(0.0);
-  }
+  //#for g in R4
+  m[{g}u] = vec4f(NEG_BIG);
+  l[{g}u] = vec4f(0.0);
+  //#endfor
 
   let last = max(kEnd, 1u) - 1u;
   var cur = loadStep(b, h, kBegin, last, slot, lane);
@@ -230,39 +253,45 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
 
     // ---- partial Q·Kᵀ over this lane's dims, four rows per vec4 ----
     var sc: array<vec4f, KU * R4>;
-    for (var u = 0u; u < KU; u++) {
-      for (var g = 0u; g < R4; g++) {
-        var s = vec4f(0.0);
-        for (var d = 0u; d < DV; d++) {
-          let kx = widen(cur.k[u * CW + d / VPW], d % VPW == 1u);
-          s = fma(qT[(4u * d) * R4 + g], vec4f(kx.x), s);
-          s = fma(qT[(4u * d + 1u) * R4 + g], vec4f(kx.y), s);
-          s = fma(qT[(4u * d + 2u) * R4 + g], vec4f(kx.z), s);
-          s = fma(qT[(4u * d + 3u) * R4 + g], vec4f(kx.w), s);
-        }
+    //#for u in KU
+    //#for g in R4
+    {
+      var s = vec4f(0.0);
+      //#for d in DV
+      let kx{d} = widen(cur.k[{u}u * CW + {d}u / VPW], {d}u % VPW == 1u);
+      s = fma(qT[(4u * {d}u) * R4 + {g}u], vec4f(kx{d}.x), s);
+      s = fma(qT[(4u * {d}u + 1u) * R4 + {g}u], vec4f(kx{d}.y), s);
+      s = fma(qT[(4u * {d}u + 2u) * R4 + {g}u], vec4f(kx{d}.z), s);
+      s = fma(qT[(4u * {d}u + 3u) * R4 + {g}u], vec4f(kx{d}.w), s);
+      //#endfor
 //#if SUBGROUPS
-        // Butterfly over the slot's lanes (a power of two, aligned in the subgroup);
-        // constant masks keep every loop around it unrollable.
-        if (LANES > 1u) { s += subgroupShuffleXor(s, 1u); }
-        if (LANES > 2u) { s += subgroupShuffleXor(s, 2u); }
-        if (LANES > 4u) { s += subgroupShuffleXor(s, 4u); }
-        if (LANES > 8u) { s += subgroupShuffleXor(s, 8u); }
-        if (LANES > 16u) { s += subgroupShuffleXor(s, 16u); }
+      // Butterfly over the slot's lanes (a power of two, aligned in the subgroup);
+      // constant masks, no loop.
+      if (LANES > 1u) { s += subgroupShuffleXor(s, 1u); }
+      if (LANES > 2u) { s += subgroupShuffleXor(s, 2u); }
+      if (LANES > 4u) { s += subgroupShuffleXor(s, 4u); }
+      if (LANES > 8u) { s += subgroupShuffleXor(s, 8u); }
+      if (LANES > 16u) { s += subgroupShuffleXor(s, 16u); }
 //#endif
-        sc[u * R4 + g] = s;
-      }
+      sc[{u}u * R4 + {g}u] = s;
     }
+    //#endfor
+    //#endfor
 
 //#if SUBGROUPS
 //#else
     // ---- sum the partials over the key row's lanes through workgroup memory (scalars: every invocation sums) ----
-    for (var i = 0u; i < KU * R4; i++) {
-      let at = lane * P_STRIDE + ((i / R4) * SLOTS + slot) * R4 * 4u + (i % R4) * 4u;
-      part[at] = sc[i].x;
-      part[at + 1u] = sc[i].y;
-      part[at + 2u] = sc[i].z;
-      part[at + 3u] = sc[i].w;
+    //#for u in KU
+    //#for g in R4
+    {
+      let at = lane * P_STRIDE + ({u}u * SLOTS + slot) * R4 * 4u + {g}u * 4u;
+      part[at] = sc[{u}u * R4 + {g}u].x;
+      part[at + 1u] = sc[{u}u * R4 + {g}u].y;
+      part[at + 2u] = sc[{u}u * R4 + {g}u].z;
+      part[at + 3u] = sc[{u}u * R4 + {g}u].w;
     }
+    //#endfor
+    //#endfor
     workgroupBarrier();
     for (var e = tid; e < STEP * R4 * 4u; e += THREADS) {
       var s = 0.0;
@@ -270,56 +299,71 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
       scores[e / 4u][e % 4u] = s;
     }
     workgroupBarrier();
-    for (var i = 0u; i < KU * R4; i++) { sc[i] = scores[((i / R4) * SLOTS + slot) * R4 + i % R4]; }
+    //#for u in KU
+    //#for g in R4
+    sc[{u}u * R4 + {g}u] = scores[({u}u * SLOTS + slot) * R4 + {g}u];
+    //#endfor
+    //#endfor
 //#endif
 
     // ---- mask (log2 units), online softmax and O += P·V over this slot's keys ----
-    for (var g = 0u; g < R4; g++) {
-      var mx = m[g];
-      for (var u = 0u; u < KU; u++) {
-        let key = t0 + u * SLOTS + slot;
-        sc[u * R4 + g] = select(vec4f(NEG_BIG), sc[u * R4 + g], vec4u(key) < lim[g]);
-        mx = max(mx, sc[u * R4 + g]);
-      }
-      let alpha = exp2(m[g] - mx);
-      m[g] = mx;
-      l[g] *= alpha;
-      for (var j = 0u; j < DV * 4u; j++) { acc[j * R4 + g] *= alpha; }
+    //#for g in R4
+    {
+      var mx = m[{g}u];
+      //#for u in KU
+      let key{u} = t0 + {u}u * SLOTS + slot;
+      sc[{u}u * R4 + {g}u] = select(vec4f(NEG_BIG), sc[{u}u * R4 + {g}u], vec4u(key{u}) < lim[{g}u]);
+      mx = max(mx, sc[{u}u * R4 + {g}u]);
+      //#endfor
+      let alpha = exp2(m[{g}u] - mx);
+      m[{g}u] = mx;
+      l[{g}u] *= alpha;
+      //#for j in DV4
+      acc[{j}u * R4 + {g}u] *= alpha;
+      //#endfor
     }
-    for (var u = 0u; u < KU; u++) {
-      for (var g = 0u; g < R4; g++) {
-        let x = sc[u * R4 + g];
-        let p = select(exp2(x - m[g]), vec4f(0.0), x < vec4f(MASKED_BELOW));
-        l[g] += p;
-        for (var d = 0u; d < DV; d++) {
-          let vx = widen(cur.v[u * CW + d / VPW], d % VPW == 1u);
-          acc[(4u * d) * R4 + g] = fma(p, vec4f(vx.x), acc[(4u * d) * R4 + g]);
-          acc[(4u * d + 1u) * R4 + g] = fma(p, vec4f(vx.y), acc[(4u * d + 1u) * R4 + g]);
-          acc[(4u * d + 2u) * R4 + g] = fma(p, vec4f(vx.z), acc[(4u * d + 2u) * R4 + g]);
-          acc[(4u * d + 3u) * R4 + g] = fma(p, vec4f(vx.w), acc[(4u * d + 3u) * R4 + g]);
-        }
-      }
+    //#endfor
+    //#for u in KU
+    //#for g in R4
+    {
+      let x = sc[{u}u * R4 + {g}u];
+      let p = select(exp2(x - m[{g}u]), vec4f(0.0), x < vec4f(MASKED_BELOW));
+      l[{g}u] += p;
+      //#for d in DV
+      let vx{d} = widen(cur.v[{u}u * CW + {d}u / VPW], {d}u % VPW == 1u);
+      acc[(4u * {d}u) * R4 + {g}u] = fma(p, vec4f(vx{d}.x), acc[(4u * {d}u) * R4 + {g}u]);
+      acc[(4u * {d}u + 1u) * R4 + {g}u] = fma(p, vec4f(vx{d}.y), acc[(4u * {d}u + 1u) * R4 + {g}u]);
+      acc[(4u * {d}u + 2u) * R4 + {g}u] = fma(p, vec4f(vx{d}.z), acc[(4u * {d}u + 2u) * R4 + {g}u]);
+      acc[(4u * {d}u + 3u) * R4 + {g}u] = fma(p, vec4f(vx{d}.w), acc[(4u * {d}u + 3u) * R4 + {g}u]);
+      //#endfor
     }
+    //#endfor
+    //#endfor
     if (PREFETCH) { cur = next; } else { cur = loadStep(b, h, t0 + STEP, last, slot, lane); }
   }
 
   // ---- merge the SLOTS partial states of each row and write the slice's partial ----
   if (lane == 0u) {
-    for (var g = 0u; g < R4; g++) {
-      slotM[slot * R4 + g] = m[g];
-      slotL[slot * R4 + g] = l[g];
-    }
+    //#for g in R4
+    slotM[slot * R4 + {g}u] = m[{g}u];
+    slotL[slot * R4 + {g}u] = l[{g}u];
+    //#endfor
   }
   workgroupBarrier();
-  for (var g = 0u; g < R4; g++) {
-    var mAll = vec4f(NEG_BIG);
-    for (var s = 0u; s < SLOTS; s++) { mAll = max(mAll, slotM[s * R4 + g]); }
-    let f = exp2(m[g] - mAll);
+  //#for g in R4
+  {
+    var mMax = vec4f(NEG_BIG);
+    for (var s = 0u; s < SLOTS; s++) { mMax = max(mMax, slotM[s * R4 + {g}u]); }
+    let mAll = mMax;
+    let f = exp2(m[{g}u] - mAll);
     for (var c = 0u; c < 4u; c++) {
-      let r = 4u * g + c;
+      let r = 4u * {g}u + c;
       // Uniform: every invocation takes the same branches around the barriers.
       if (r >= rows) { break; }
-      for (var j = 0u; j < DV * 4u; j++) { part[slot * HEAD_DIM + lane * DV * 4u + j] = acc[j * R4 + g][c] * f[c]; }
+      // Component c of a vec4 value: acc itself is indexed by constants only.
+      //#for j in DV4
+      part[slot * HEAD_DIM + lane * DV * 4u + {j}u] = (acc[{j}u * R4 + {g}u] * f)[c];
+      //#endfor
       workgroupBarrier();
       let gr = row0 + r;
       let hq = h * params.groupSize + gr / seqQ;
@@ -334,12 +378,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) tid: 
       }
       if (tid == 0u) {
         var lAll = 0.0;
-        for (var s = 0u; s < SLOTS; s++) { lAll += slotL[s * R4 + g][c] * exp2(slotM[s * R4 + g][c] - mAll[c]); }
+        for (var s = 0u; s < SLOTS; s++) { lAll += slotL[s * R4 + {g}u][c] * exp2(slotM[s * R4 + {g}u][c] - mAll[c]); }
         work[base + D4] = vec4f(mAll[c], lAll, 0.0, 0.0);
       }
       workgroupBarrier();
     }
   }
+  //#endfor
 }
 
 // One workgroup per query row (b, hq, i): merge its slices, normalise, store O.
@@ -369,24 +414,25 @@ fn combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) ti
     for (var s0 = lane; s0 < params.numSplits; s0 += C_LANES * UNROLL) {
       var ml: array<vec4f, UNROLL>;
       var part: array<vec4f, UNROLL>;
-      for (var u = 0u; u < UNROLL; u++) {
-        let s = s0 + u * C_LANES;
-        ml[u] = vec4f(NEG_BIG, 0.0, 0.0, 0.0);
-        part[u] = vec4f(0.0);
-        if (s < params.numSplits) {
-          let slot = (base + s) * (D4 + 1u);
-          ml[u] = work[slot + D4];
-          part[u] = work[slot + d];
-        }
+      //#for u in UNROLL
+      ml[{u}u] = vec4f(NEG_BIG, 0.0, 0.0, 0.0);
+      part[{u}u] = vec4f(0.0);
+      if (s0 + {u}u * C_LANES < params.numSplits) {
+        let slot = (base + s0 + {u}u * C_LANES) * (D4 + 1u);
+        ml[{u}u] = work[slot + D4];
+        part[{u}u] = work[slot + d];
       }
-      for (var u = 0u; u < UNROLL; u++) {
-        let mNew = max(m, ml[u].x);
+      //#endfor
+      //#for u in UNROLL
+      {
+        let mNew = max(m, ml[{u}u].x);
         let fOld = exp2(m - mNew);
-        let fNew = exp2(ml[u].x - mNew);
-        l = l * fOld + ml[u].y * fNew;
-        acc = acc * fOld + part[u] * fNew;
+        let fNew = exp2(ml[{u}u].x - mNew);
+        l = l * fOld + ml[{u}u].y * fNew;
+        acc = acc * fOld + part[{u}u] * fNew;
         m = mNew;
       }
+      //#endfor
     }
   }
   cM[tid] = m;

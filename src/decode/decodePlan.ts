@@ -215,6 +215,77 @@ export function chooseDecodeTiling(
   };
 }
 
+/** Slices the combine pass loads at a time per invocation (its `UNROLL` const and unrolled loop count). */
+export const DECODE_COMBINE_UNROLL = 4;
+
+/** The specialization constants of shaders/flashDecode.wgsl (its `const` block) for one operator. */
+export type DecodeKernelConsts = {
+  HEAD_DIM: number;
+  F16: boolean;
+  PAGED: boolean;
+  POOLS: number;
+  EPW: number;
+  CW: number;
+  LANES: number;
+  SLOTS: number;
+  KU: number;
+  ROWS: number;
+  PREFETCH: boolean;
+  SUBGROUPS: boolean;
+  UNROLL: number;
+};
+
+/** The kernel's constants for a problem, its tiling and the number of KV pool buffers bound (1 for contiguous K/V). */
+export function decodeKernelConsts(
+  p: Pick<DecodeShape, 'headDim' | 'dtype'> & { paged: boolean },
+  t: Pick<DecodeTiling, 'wordsPerLane' | 'lanes' | 'slots' | 'keysPerSlot' | 'rowBlock' | 'prefetch' | 'reduction'>,
+  pools: number,
+): DecodeKernelConsts {
+  const f16 = p.dtype === 'f16';
+  return {
+    HEAD_DIM: p.headDim,
+    F16: f16,
+    PAGED: p.paged,
+    POOLS: pools,
+    EPW: f16 ? 8 : 4,
+    CW: t.wordsPerLane,
+    LANES: t.lanes,
+    SLOTS: t.slots,
+    KU: t.keysPerSlot,
+    ROWS: t.rowBlock,
+    PREFETCH: t.prefetch,
+    SUBGROUPS: t.reduction === 'subgroup',
+    UNROLL: DECODE_COMBINE_UNROLL,
+  };
+}
+
+/**
+ * Trip counts of the kernel's `//#for` loops (src/runtime/wgslUnroll.ts), from
+ * the same formulas as its const block: keys per slot (KU), words per lane (CW),
+ * row groups of four (R4 = ⌈ROWS / 4⌉) and their rows (ROWS4 = 4·R4), vec4s of
+ * dims per lane (DV = CW · EPW / 4) and dims per lane (DV4 = 4·DV), and the
+ * combine pass's slices per load round (UNROLL).
+ */
+export type DecodeKernelCounts = {
+  KU: number;
+  CW: number;
+  R4: number;
+  ROWS4: number;
+  DV: number;
+  DV4: number;
+  UNROLL: number;
+};
+
+export function decodeKernelCounts(c: Pick<DecodeKernelConsts, 'EPW' | 'CW' | 'KU' | 'ROWS' | 'UNROLL'>): DecodeKernelCounts {
+  for (const name of ['EPW', 'CW', 'KU', 'ROWS', 'UNROLL'] as const) {
+    if (!Number.isInteger(c[name]) || c[name] < 1) throw new RangeError(`decode kernel const ${name} = ${c[name]} is not a positive integer`);
+  }
+  if (c.EPW % 4 !== 0) throw new RangeError(`decode kernel const EPW = ${c.EPW} is not a multiple of 4`);
+  const R4 = Math.ceil(c.ROWS / 4);
+  const DV = (c.CW * c.EPW) / 4;
+  return { KU: c.KU, CW: c.CW, R4, ROWS4: 4 * R4, DV, DV4: 4 * DV, UNROLL: c.UNROLL };
+}
+
 export interface SplitPolicyInput {
   /** Keys of the call's longest sequence. */
   maxKv: number;

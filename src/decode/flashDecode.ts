@@ -9,8 +9,21 @@
 import decodeWgsl from '../../shaders/flashDecode.wgsl?raw';
 import { ScaleError, ShapeError, TileConfigError, UnsupportedError } from '../errors.js';
 import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/encode.js';
-import { chooseDecodeSplit, chooseDecodeTiling, decodeComputeUnits, DEFAULT_WORKGROUPS_PER_UNIT, type DecodeReduction, type DecodeShape, type DecodeSplit, type DecodeTiling } from './decodePlan.js';
+import {
+  chooseDecodeSplit,
+  chooseDecodeTiling,
+  decodeComputeUnits,
+  decodeKernelConsts,
+  decodeKernelCounts,
+  DEFAULT_WORKGROUPS_PER_UNIT,
+  type DecodeKernelConsts,
+  type DecodeReduction,
+  type DecodeShape,
+  type DecodeSplit,
+  type DecodeTiling,
+} from './decodePlan.js';
 import { selectWgslSections } from '../runtime/wgslSections.js';
+import { unrollWgsl } from '../runtime/wgslUnroll.js';
 import { SUPPORTED_HEAD_DIMS, checkTensorDesc, resolveBuffer, resolveKvSource, type BufferArg, type ResolvedBinding } from '../attention/problem.js';
 import { MAX_POOL_BUFFERS, type KvDType, type PagedKvCache } from '../kvcache/pagedKvCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
@@ -22,7 +35,7 @@ import { tensorElements, tensorStrides, type TensorDesc, type TensorLayout, type
 export * from './decodePlan.js';
 export { selectWgslSections } from '../runtime/wgslSections.js';
 
-/** The raw kernel file, `//#if` sections included; pipelines compile {@link decodeKernelVariant}'s output. */
+/** The raw kernel file, `//#if` sections and `//#for` loops included (not WGSL until expanded); pipelines compile {@link decodeKernelVariant}'s output. */
 export const flashDecodeKernel = { name: 'flashDecode', code: decodeWgsl };
 
 /** Device features a decode pipeline is built with (each selects `//#if` sections of shaders/flashDecode.wgsl). */
@@ -33,11 +46,17 @@ export interface DecodeKernelFeatures {
   subgroups: boolean;
 }
 
-/** The split/combine kernel source for a feature set, and the `enable` directives it needs. */
-export function decodeKernelVariant(f: DecodeKernelFeatures): { kernel: { name: string; code: string }; enables: string[] } {
+/**
+ * The split/combine kernel source for a feature set, with its loops over
+ * register arrays unrolled for the constants it is specialized with (the
+ * counts follow from the consts, so the pipeline cache key needs nothing
+ * more), and the `enable` directives it needs.
+ */
+export function decodeKernelVariant(f: DecodeKernelFeatures, consts: DecodeKernelConsts): { kernel: { name: string; code: string }; enables: string[] } {
   const enables = [...(f.nativeF16 ? ['f16'] : []), ...(f.subgroups ? ['subgroups'] : [])];
+  const sections = selectWgslSections(decodeWgsl, { NATIVE_F16: f.nativeF16, SUBGROUPS: f.subgroups });
   return {
-    kernel: { name: `flashDecode${enables.map((e) => `+${e}`).join('')}`, code: selectWgslSections(decodeWgsl, { NATIVE_F16: f.nativeF16, SUBGROUPS: f.subgroups }) },
+    kernel: { name: `flashDecode${enables.map((e) => `+${e}`).join('')}`, code: unrollWgsl(sections, decodeKernelCounts(consts)) },
     enables,
   };
 }
@@ -230,21 +249,8 @@ export class FlashDecode {
     if (options.nativeF16 === true && !hasF16) throw new UnsupportedError('nativeF16', 'the device has no shader-f16 feature', 'false');
     // Only f16 storage has anything to widen.
     const nativeF16 = f16 && (options.nativeF16 ?? hasF16);
-    const variant = decodeKernelVariant({ nativeF16, subgroups: tiling.reduction === 'subgroup' });
-    const consts = {
-      HEAD_DIM: problem.headDim,
-      F16: f16,
-      PAGED: problem.paged,
-      POOLS: options.cache ? options.cache.pools.length : 1,
-      EPW: f16 ? 8 : 4,
-      CW: tiling.wordsPerLane,
-      LANES: tiling.lanes,
-      SLOTS: tiling.slots,
-      KU: tiling.keysPerSlot,
-      ROWS: tiling.rowBlock,
-      PREFETCH: tiling.prefetch,
-      SUBGROUPS: tiling.reduction === 'subgroup',
-    };
+    const consts = decodeKernelConsts(problem, tiling, options.cache ? options.cache.pools.length : 1);
+    const variant = decodeKernelVariant({ nativeF16, subgroups: tiling.reduction === 'subgroup' }, consts);
     const types = { enables: variant.enables };
     const [split, combine] = await Promise.all([runtime.pipelines.get(variant.kernel, 'main', consts, types), runtime.pipelines.get(variant.kernel, 'combine', consts, types)]);
     const layout = split.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
