@@ -9,7 +9,10 @@ import type { KvDType } from '../kvcache/pagedKvCache.js';
 
 /** Invocations per workgroup of the split kernel: choices (an upper bound: a whole number of key rows is used). */
 export const DECODE_THREADS = [64, 128, 256] as const;
-const DEFAULT_THREADS = 256;
+// Per storage type, from the H100 variant sweep of scripts/benchDecode.ts at S_k = 32K, S_q = 1
+// (bench/results/decode-nvidia-h100-80gb-hbm3-2026-11-24T10-39-46-000Z.md): f16 rows are half as
+// long, and 128 invocations read 79.6% of copy bandwidth where 256 read 66.0%; f32 keeps 256.
+const DEFAULT_THREADS: Record<DecodeShape['dtype'], number> = { f16: 128, f32: 256 };
 /** Keys per key slot per step: choices. */
 export const DECODE_KEYS_PER_SLOT = [1, 2, 4, 8] as const;
 /**
@@ -56,7 +59,7 @@ export interface DecodeTilingOptions {
   workgroupsPerUnit?: number;
   /** Fewest keys per split; default 2 steps. */
   minSplitKeys?: number;
-  /** Upper bound on invocations per workgroup (64, 128 or 256); default 256. */
+  /** Upper bound on invocations per workgroup (64, 128 or 256); default 128 for f16, 256 for f32. */
   threads?: number;
   /** 16-byte words of a key row per lane (divides the row's words; fewer lanes with more); default: fewest with ≤ 32 lanes (and ≤ the subgroup size for the subgroup reduction). */
   wordsPerLane?: number;
@@ -138,7 +141,7 @@ export function chooseDecodeTiling(
   limits: { maxComputeWorkgroupStorageSize: number; maxComputeWorkgroupsPerDimension: number },
   options: DecodeTilingOptions,
 ): DecodeTiling {
-  const maxThreads = oneOf('threads', options.threads ?? DEFAULT_THREADS, DECODE_THREADS);
+  const maxThreads = oneOf('threads', options.threads ?? DEFAULT_THREADS[p.dtype], DECODE_THREADS);
   const computeUnits = options.computeUnits;
   if (!Number.isInteger(computeUnits) || computeUnits < 1) throw new ShapeError('computeUnits', `must be a positive integer, got ${computeUnits}`, 'integers ≥ 1');
   const perUnit = options.workgroupsPerUnit ?? DEFAULT_WORKGROUPS_PER_UNIT;

@@ -38,17 +38,18 @@ describe('decode validation', () => {
     const shape = (o: Partial<Parameters<typeof chooseDecodeTiling>[0]>) => ({ batch: 1, headsKV: 8, groupSize: 4, seqQ: 1, seqK: 32768, headDim: 128, dtype: 'f16' as const, ...o });
     const h100 = { maxComputeWorkgroupStorageSize: 49152, maxComputeWorkgroupsPerDimension: 65535 };
     const t = chooseDecodeTiling(shape({}), h100, { computeUnits: 132 });
-    // f16 D128: 16 words a row, one per lane; 16 slots × 8 keys per step.
-    expect([t.lanes, t.wordsPerLane, t.slots, t.keysPerSlot, t.blockN, t.threads]).toEqual([16, 1, 16, 8, 128, 256]);
+    // f16 D128: 16 words a row, one per lane; 128 invocations by default for f16: 8 slots × 8 keys per step.
+    expect([t.lanes, t.wordsPerLane, t.slots, t.keysPerSlot, t.blockN, t.threads]).toEqual([16, 1, 8, 8, 64, 128]);
+    expect(chooseDecodeTiling(shape({ dtype: 'f32' }), h100, { computeUnits: 132 }).threads).toBe(256);
     expect([t.rowBlock, t.rowBlocks]).toEqual([4, 1]);
     expect(t.workgroupStorageBytes).toBe(decodeStorageBytes(t, 128));
     expect(t.workgroupStorageBytes).toBeLessThanOrEqual(49152);
     // f32 rows cost half the registers: 16 rows (Sq 4) in 2 blocks of 8.
     const f32 = chooseDecodeTiling(shape({ dtype: 'f32', seqQ: 4 }), h100, { computeUnits: 132 });
     expect([f32.lanes, f32.rowBlock, f32.rowBlocks]).toEqual([32, 8, 2]);
-    // D80 f16: 10 words a row → 10 lanes, 25 slots (250 invocations).
+    // D80 f16: 10 words a row → 10 lanes, 12 slots (120 invocations).
     const d80 = chooseDecodeTiling(shape({ headDim: 80 }), h100, { computeUnits: 132 });
-    expect([d80.lanes, d80.slots, d80.threads]).toEqual([10, 25, 250]);
+    expect([d80.lanes, d80.slots, d80.threads]).toEqual([10, 12, 120]);
     // Short of workgroup memory, fewer keys per slot.
     const small = chooseDecodeTiling(shape({ dtype: 'f32', seqQ: 2 }), { ...h100, maxComputeWorkgroupStorageSize: 16384 }, { computeUnits: 4 });
     expect(small.keysPerSlot).toBeLessThan(8);
@@ -63,7 +64,7 @@ describe('decode validation', () => {
     const h100 = { maxComputeWorkgroupStorageSize: 49152, maxComputeWorkgroupsPerDimension: 65535 };
     // Subgroups of 32 cover the 16 lanes of an f16 row and the 32 of an f32 row: no narrowing, 2 keys a slot.
     const t = chooseDecodeTiling(shape({}), h100, { computeUnits: 132, subgroupMinSize: 32, reduction: 'subgroup' });
-    expect([t.reduction, t.lanes, t.wordsPerLane, t.slots, t.keysPerSlot, t.threads]).toEqual(['subgroup', 16, 1, 16, 2, 256]);
+    expect([t.reduction, t.lanes, t.wordsPerLane, t.slots, t.keysPerSlot, t.threads]).toEqual(['subgroup', 16, 1, 8, 2, 128]);
     expect(chooseDecodeTiling(shape({ dtype: 'f32' }), h100, { computeUnits: 132, subgroupMinSize: 32, reduction: 'subgroup' }).lanes).toBe(32);
     // The default, with or without the feature: workgroup memory, 8 keys a slot.
     const wg = chooseDecodeTiling(shape({}), h100, { computeUnits: 132 });
@@ -74,8 +75,8 @@ describe('decode validation', () => {
     // Forced onto subgroups of 4: 4 words a lane (32 dims), 4 lanes a row; rows stay in fours.
     const sg4 = chooseDecodeTiling(shape({}), h100, { computeUnits: 4, subgroupMinSize: 4, reduction: 'subgroup', threads: 64 });
     expect([sg4.lanes, sg4.wordsPerLane, sg4.slots, sg4.rowBlock]).toEqual([4, 4, 16, 4]);
-    // The shuffle variant needs no partials buffer: only the slot merge (16 slots × 128 f32) and the slot statistics (vec4s).
-    expect(t.workgroupStorageBytes).toBe(4 * 16 * 128 + 16 * 2 * 16);
+    // The shuffle variant needs no partials buffer: only the slot merge (8 slots × 128 f32) and the slot statistics (vec4s).
+    expect(t.workgroupStorageBytes).toBe(4 * 8 * 128 + 16 * 2 * 8);
     // D80 f16 has 10 lanes a row, not a power of two: the shuffles get 2 lanes of 5 words.
     expect(chooseDecodeTiling(shape({ headDim: 80 }), h100, { computeUnits: 132, subgroupMinSize: 32, reduction: 'subgroup' }).lanes).toBe(2);
     expect(wg.workgroupStorageBytes).toBe(decodeStorageBytes(wg, 128));
