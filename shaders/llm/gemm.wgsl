@@ -29,12 +29,7 @@ const A_PER_LOAD: u32 = select(4u, 8u, A_F16);
 const A_LOADS: u32 = TILE_M * TILE_K / A_PER_LOAD;
 const W_LOADS: u32 = TILE_N * TILE_K / W_PER_LOAD;
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  accumulate: u32,
-}
+//#include gemmParams
 
 @group(0) @binding(0) var<storage, read> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4u>;

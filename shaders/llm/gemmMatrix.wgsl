@@ -29,12 +29,7 @@ const A_PER_LOAD: u32 = select(4u, 8u, A_F16);
 const A_WORDS: u32 = BK / A_PER_LOAD;
 const W_WORDS: u32 = BK / 8u;
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  accumulate: u32,
-}
+//#include gemmParams
 
 @group(0) @binding(0) var<storage, read> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4u>;
@@ -44,6 +39,8 @@ struct Params {
 var<workgroup> aTile: array<f16, BM * PITCH>;
 var<workgroup> wTile: array<f16, BN * PITCH>;
 var<workgroup> outTile: array<f32, SUBGROUPS * 256u>;
+
+//#include resultTileOut
 
 @compute @workgroup_size(THREADS)
 fn gemmMatrix(
@@ -120,15 +117,7 @@ fn gemmMatrix(
     workgroupBarrier();
     let rowBase = m0 + sm + (q / 2u) * 16u;
     let colBase = n0 + sn + (q % 2u) * 16u;
-    for (var i = 0u; i < 256u / SG_SIZE; i++) {
-      let idx = i * SG_SIZE + lane;
-      let m = rowBase + idx / 16u;
-      let n = colBase + idx % 16u;
-      if (m < M && n < N) {
-        let v = outTile[sg * 256u + idx];
-        if (params.accumulate != 0u) { c[m * N + n] += v; } else { c[m * N + n] = v; }
-      }
-    }
+    writeResultTile(sg * 256u, lane, rowBase, colBase, M, N);
     workgroupBarrier();
   }
 }

@@ -22,12 +22,7 @@ const THREADS: u32 = SUBGROUPS * SG_SIZE;
 const BM: u32 = 32u * SG_M;
 const BN: u32 = 64u * SG_N;
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  accumulate: u32,
-}
+//#include gemmParams
 
 @group(0) @binding(0) var<storage, read> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f16>;
@@ -35,6 +30,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
 var<workgroup> outTile: array<f32, SUBGROUPS * 256u>;
+
+//#include resultTileOut
 
 @compute @workgroup_size(THREADS)
 fn gemmMatrixDirect(
@@ -107,15 +104,7 @@ fn gemmMatrixDirect(
     workgroupBarrier();
     let rowBase = m0 + (q / 4u) * 16u;
     let colBase = n0 + (q % 4u) * 16u;
-    for (var i = 0u; i < 256u / SG_SIZE; i++) {
-      let idx = i * SG_SIZE + lane;
-      let m = rowBase + idx / 16u;
-      let n = colBase + idx % 16u;
-      if (m < M && n < N) {
-        let v = outTile[sg * 256u + idx];
-        if (params.accumulate != 0u) { c[m * N + n] += v; } else { c[m * N + n] = v; }
-      }
-    }
+    writeResultTile(sg * 256u, lane, rowBase, colBase, M, N);
     workgroupBarrier();
   }
 }

@@ -14,6 +14,8 @@ import embeddingWgsl from '../../shaders/llm/embedding.wgsl?raw';
 import samplingWgsl from '../../shaders/llm/sampling.wgsl?raw';
 import initWgsl from '../../shaders/llm/init.wgsl?raw';
 import hashWgsl from '../../shaders/llm/common/hash.wgsl?raw';
+import gemmParamsWgsl from '../../shaders/llm/common/gemmParams.wgsl?raw';
+import resultTileOutWgsl from '../../shaders/llm/common/resultTileOut.wgsl?raw';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { BindGroupCache } from '../runtime/bindGroupCache.js';
 import { PARAMS_BINDING, type CompiledKernel, type KernelSource } from '../runtime/pipelineCache.js';
@@ -22,12 +24,12 @@ import type { WgslConsts, WgslTypes } from '../runtime/wgsl.js';
 import { resolveIncludes } from '../runtime/wgslIncludes.js';
 
 /** WGSL shared by the runner's kernels, spliced where one says `//#include NAME`. */
-const LLM_INCLUDES = { hash: hashWgsl };
+const LLM_INCLUDES = { hash: hashWgsl, gemmParams: gemmParamsWgsl, resultTileOut: resultTileOutWgsl };
 
 export const llmKernels = {
-  gemm: { name: 'llm.gemm', code: gemmWgsl },
-  gemmMatrix: { name: 'llm.gemmMatrix', code: gemmMatrixWgsl },
-  gemmMatrixDirect: { name: 'llm.gemmMatrixDirect', code: gemmMatrixDirectWgsl },
+  gemm: { name: 'llm.gemm', code: resolveIncludes(gemmWgsl, LLM_INCLUDES) },
+  gemmMatrix: { name: 'llm.gemmMatrix', code: resolveIncludes(gemmMatrixWgsl, LLM_INCLUDES) },
+  gemmMatrixDirect: { name: 'llm.gemmMatrixDirect', code: resolveIncludes(gemmMatrixDirectWgsl, LLM_INCLUDES) },
   gemv: { name: 'llm.gemv', code: gemvWgsl },
   rmsNorm: { name: 'llm.rmsNorm', code: rmsNormWgsl },
   rope: { name: 'llm.rope', code: ropeWgsl },
