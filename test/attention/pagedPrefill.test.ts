@@ -6,27 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import { normalizeProblem, type AttentionOptions } from '../../src/attention/problem.js';
 import { checkPagedKeys, MAX_PREFILL_POOL_BUFFERS, type PagedKvView } from '../../src/attention/flashAttentionPrefill.js';
-import { BufferError, NumericOverflowError, ShapeError, UnsupportedError, type FastAttentionError } from '../../src/errors.js';
+import { BufferError, NumericOverflowError, ShapeError, UnsupportedError } from '../../src/errors.js';
 import { NO_PAGE, PagedKvCache } from '../../src/kvcache/pagedKvCache.js';
 import { cpuAttention } from '../../src/reference/cpuAttention.js';
 import type { TensorLayout } from '../../src/tiling/layout.js';
+import { rejects } from '../helpers/errors.js';
 import { emptyBuffer, maxAbsDiff, randn, readback, rng, sharedRuntime, upload } from '../helpers/gpu.js';
 
 const TOL = 1e-4;
-
-async function rejects(p: Promise<unknown> | (() => unknown), type: new (...a: never[]) => FastAttentionError, field: string): Promise<FastAttentionError> {
-  let err: unknown;
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    err = e;
-  }
-  expect(err, 'expected an error').toBeInstanceOf(type);
-  const e = err as FastAttentionError;
-  expect(e.field).toBe(field);
-  expect(e.message).toContain('allowed:');
-  return e;
-}
 
 interface PagedCase {
   seed: number;

@@ -1,28 +1,14 @@
 // Every misuse gets a typed error naming the field, before anything is dispatched.
 import { describe, expect, it } from 'vitest';
-import { BufferError, DeviceLostError, ScaleError, ShapeError, TileConfigError, UnsupportedError, type FastAttentionError } from '../../src/errors.js';
+import { BufferError, DeviceLostError, ScaleError, ShapeError, TileConfigError, UnsupportedError } from '../../src/errors.js';
 import { createNodeRuntime } from '../../src/node.js';
 import type { AttentionOptions } from '../../src/attention/problem.js';
 import { BufferUsage } from '../../src/runtime/usage.js';
+import { rejects } from '../helpers/errors.js';
 import { emptyBuffer, readback, sharedRuntime, upload } from '../helpers/gpu.js';
 
 const shape = [1, 2, 16, 32] as const;
 const ok: AttentionOptions = { q: { shape }, k: { shape }, v: { shape } };
-
-async function rejects(p: Promise<unknown> | (() => unknown), type: new (...a: never[]) => FastAttentionError, field: string | RegExp): Promise<FastAttentionError> {
-  let err: unknown;
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    err = e;
-  }
-  expect(err, 'expected an error').toBeInstanceOf(type);
-  const e = err as FastAttentionError;
-  if (typeof field === 'string') expect(e.field).toBe(field);
-  else expect(e.field).toMatch(field);
-  expect(e.message).toContain('allowed:');
-  return e;
-}
 
 describe('bad input: options', async () => {
   const rt = await sharedRuntime();
