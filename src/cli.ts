@@ -18,7 +18,7 @@ import { selfCheck } from './bench/selfCheck.js';
 import { tune } from './tuning/tuner.js';
 import { adapterKey, mergeTuningTables, parseTuningTable, seqBucket, shapeClassKey, type ShapeClass } from './tuning/tuning.js';
 import type { AttentionDType } from './attention/problem.js';
-import type { KernelTier } from './attention/tiers.js';
+import { KERNEL_TIERS, type KernelTier } from './attention/tiers.js';
 import { formatBenchTable, runBench, type BenchCase, type BenchRow, type BenchVariant } from './bench/suite.js';
 
 const USAGE = `usage: fastattn <info|check|bench|tune> [options]
@@ -132,9 +132,8 @@ async function main(): Promise<number> {
 
   const soft = caps.adapter.isSoftware;
   if (command === 'tune') {
-    const tierNames = ['subgroup-matrix', 'f16', 'f32'];
-    const badTier = values.tiers?.split(',').find((t) => !tierNames.includes(t));
-    if (badTier !== undefined) throw new Error(`--tiers: unknown tier ${JSON.stringify(badTier)} (allowed: ${tierNames.join(', ')})`);
+    const badTier = values.tiers?.split(',').find((t) => !(KERNEL_TIERS as readonly string[]).includes(t));
+    if (badTier !== undefined) throw new Error(`--tiers: unknown tier ${JSON.stringify(badTier)} (allowed: ${KERNEL_TIERS.join(', ')})`);
     const classes: ShapeClass[] = [];
     for (const dtype of values.dtype.split(',') as AttentionDType[])
       for (const headDim of list(values.dim, [64, 128]))
