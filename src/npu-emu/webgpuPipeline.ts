@@ -23,7 +23,7 @@
  * score pairs) so the handoff count can be compared with the emulator's syncs.
  */
 import cubeVectorWgsl from '../../shaders/npuCubeVector.wgsl?raw';
-import { BufferError, TileConfigError } from '../errors.js';
+import { BufferError, TileConfigError, UnsupportedError } from '../errors.js';
 import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/encode.js';
 import { normalizeProblem, resolveAttentionBuffers, type AttentionBuffers, type AttentionOptions, type AttentionProblem } from '../attention/problem.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
@@ -41,7 +41,13 @@ export const npuCubeVectorKernel = { name: 'npuCubeVector', code: cubeVectorWgsl
 export type WebGpuIssueMode = 'roles' | 'dispatches';
 export const WEBGPU_ISSUE_MODES: readonly WebGpuIssueMode[] = ['roles', 'dispatches'];
 
-export interface CubeVectorOptions extends Omit<AttentionOptions, 'tile'> {
+export interface CubeVectorOptions extends Omit<AttentionOptions, 'tile' | 'dtype'> {
+  /**
+   * Storage type of Q/K/V/O: `f32` only. The kernel (shaders/npuCubeVector.wgsl)
+   * reads and writes `array<f32>`, so any other dtype is rejected by `create`
+   * with an `UnsupportedError` naming `dtype`, before any GPU work.
+   */
+  dtype?: 'f32';
   /** The emulator schedule to execute. */
   schedule: 'unified' | 'twoLevel';
   /** Skip empty blocks, leave full blocks unmasked, read M-mask windows; default true. */
@@ -213,6 +219,8 @@ export class WebGpuCubeVectorPipeline {
 
   static async create(runtime: FastAttentionRuntime, options: CubeVectorOptions): Promise<WebGpuCubeVectorPipeline> {
     runtime.assertAlive();
+    const dtype: unknown = options.dtype ?? 'f32';
+    if (dtype !== 'f32') throw new UnsupportedError('dtype', `${JSON.stringify(dtype)} storage is not read by the Cube/Vector pipeline (its kernel reads f32)`, 'f32');
     const p = normalizeProblem({ ...options, tile: undefined });
     if (options.schedule !== 'unified' && options.schedule !== 'twoLevel')
       throw new NpuConfigError('schedule', `got ${JSON.stringify(options.schedule)}`, 'unified, twoLevel');
@@ -315,7 +323,7 @@ export class WebGpuCubeVectorPipeline {
     this.runtime.assertAlive();
     const p = this.problem;
     const limits = this.runtime.capabilities.limits;
-    // The kernel reads f32 whatever the options' dtype.
+    // f32 storage: create() accepts no other dtype.
     const { q, k, v, o } = resolveAttentionBuffers(buffers, p, limits, 4);
     const group = this.runtime.bindGroups.get(this.kernel.bindGroupLayout, this.kernel.key, [
       { binding: 0, buffer: this.params.buffer, offset: 0, size: this.params.bindingBytes },

@@ -5,7 +5,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { cpuAttention } from '../../src/reference/cpuAttention.js';
 import { NpuConfigError, emulatorCounts, planPhaseSteps, WebGpuCubeVectorPipeline, type CubeVectorOptions, type FlashTiling } from '../../src/npu-emu/index.js';
-import { TileConfigError } from '../../src/errors.js';
+import { TileConfigError, UnsupportedError } from '../../src/errors.js';
+import { rejects } from '../helpers/errors.js';
 import { emptyBuffer, maxAbsDiff, randn, readback, rng, sharedRuntime, upload } from '../helpers/gpu.js';
 
 const TOL = 1e-4;
@@ -154,5 +155,22 @@ describe('WebGPU Cube/Vector pipeline', async () => {
     expect(sub.field).toBe('tiling.subKV');
     const vec = await err({ tiling: { blockQ: 512, vecRows: 512 } });
     expect(vec).toBeInstanceOf(TileConfigError);
+  });
+
+  it('rejects f16 storage (the kernel reads f32) before creating a buffer or a pipeline; f32 is accepted', async () => {
+    const desc = { shape: [1, 1, 16, 32] as const };
+    const base = { q: desc, k: desc, v: desc, schedule: 'twoLevel', tiling: TWO_LEVEL } as const;
+    const buffers = rt.ledger.createdCount;
+    const compiled = rt.pipelines.compiledCount;
+    for (const dtype of ['f16', 'bf16']) {
+      const e = await rejects(WebGpuCubeVectorPipeline.create(rt, { ...base, dtype: dtype as never }), UnsupportedError, 'dtype');
+      expect(e.allowed).toBe('f32');
+      expect(e.message).toContain(JSON.stringify(dtype));
+    }
+    expect(rt.ledger.createdCount).toBe(buffers);
+    expect(rt.pipelines.compiledCount).toBe(compiled);
+    const op = await WebGpuCubeVectorPipeline.create(rt, { ...base, dtype: 'f32' });
+    expect(op.problem.dtype).toBe('f32');
+    op.destroy();
   });
 });
