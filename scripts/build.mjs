@@ -3,8 +3,23 @@
 //   dist/cli.js  the `fastattn` command, one file with only `webgpu` external, so it
 //                runs on the GPU machine where node_modules holds nothing else
 // Type declarations come from `tsc -p tsconfig.build.json`.
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { build, loadConfigFromFile } from 'vite';
+
+// One library entry per subpath of package.json "exports", so the two cannot
+// disagree: named after its import file (./dist/lib/NAME.js) and built from the
+// source its declarations come from (./dist/types/PATH.d.ts ← src/PATH.ts, as
+// tsconfig.build.json emits them). test/package/exports.test.ts checks the map.
+const pkg = JSON.parse(await readFile('package.json', 'utf8'));
+const libEntries = Object.fromEntries(
+  Object.entries(pkg.exports).map(([subpath, e]) => {
+    const name = /^\.\/dist\/lib\/([^/]+)\.js$/.exec(e.import)?.[1];
+    const source = /^\.\/dist\/types\/(.+)\.d\.ts$/.exec(e.types)?.[1];
+    if (!name || !source) throw new Error(`package.json exports["${subpath}"]: expected { types: './dist/types/PATH.d.ts', import: './dist/lib/NAME.js' }`);
+    return [name, `src/${source}.ts`];
+  }),
+);
 
 // The alias lives in vite.config.ts (shared with the demo and the tests).
 const { config } = await loadConfigFromFile({ command: 'build', mode: 'production' }, 'vite.config.ts');
@@ -22,7 +37,7 @@ if (!only || only === 'lib') {
       target: 'es2022',
       minify: false,
       lib: {
-        entry: { index: 'src/index.ts', node: 'src/node.ts', llm: 'src/llm/index.ts', 'npu-emu': 'src/npu-emu/index.ts', volta: 'src/volta/index.ts', offload: 'src/offload/index.ts' },
+        entry: libEntries,
         formats: ['es'],
       },
       rollupOptions: { external: [/^webgpu$/, /^wgsl_reflect/, /^@petamoriken\/float16/, /^node:/] },

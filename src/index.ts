@@ -14,7 +14,8 @@ export { FastAttentionRuntime, acquireDevice, type RuntimeOptions } from './runt
 export type { DeviceCapabilities, SubgroupMatrixConfig } from './runtime/capabilities.js';
 export { BufferLedger, type LedgerEntry } from './runtime/memory.js';
 export { BufferUsage, MapMode } from './runtime/usage.js';
-export { FlashAttentionPrefill } from './attention/flashAttentionPrefill.js';
+// MAX_PREFILL_POOL_BUFFERS: most pool buffers a PagedKvCache may have for the prefill to read it (decode binds up to MAX_POOL_BUFFERS).
+export { FlashAttentionPrefill, MAX_PREFILL_POOL_BUFFERS } from './attention/flashAttentionPrefill.js';
 export { StandardAttention, type StandardAttentionOptions } from './attention/standardAttention.js';
 export * from './decode/flashDecode.js';
 export * from './kvcache/pagedKvCache.js';
