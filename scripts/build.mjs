@@ -40,7 +40,13 @@ if (!only || only === 'lib') {
         entry: libEntries,
         formats: ['es'],
       },
-      rollupOptions: { external: [/^webgpu$/, /^wgsl_reflect/, /^@petamoriken\/float16/, /^node:/] },
+      rollupOptions: {
+        external: [/^webgpu$/, /^wgsl_reflect/, /^@petamoriken\/float16/, /^node:/],
+        // An external import is written as the source spells it, before the alias: rewrite
+        // it the same way, or Node resolves bare `wgsl_reflect` to its CommonJS main and
+        // refuses the named imports, so no entry of the installed package would load.
+        output: { paths: (id) => alias.reduce((to, { find, replacement }) => (typeof find === 'string' ? (to === find ? replacement : to) : to.replace(find, replacement)), id) },
+      },
     },
   });
 }
