@@ -44,9 +44,9 @@ export const webWorkerSpawner: WorkerSpawner = (init, mainSource) => {
 };
 
 export interface CpuAttentionOptions {
-  /** The compiled offload module (see `loadOffloadWasm` in Node, or `WebAssembly.compileStreaming` in a page). */
+  /** The compiled offload module (`loadOffloadWasm()` from `fastattention-webgpu/offload/node` in Node, or `WebAssembly.compileStreaming` in a page). */
   module: WebAssembly.Module;
-  /** Starts workers; default Web Workers (Node: `nodeWorkerSpawner` from `./node.js`). */
+  /** Starts workers; default Web Workers (Node: `nodeWorkerSpawner` from `fastattention-webgpu/offload/node`). */
   spawn?: WorkerSpawner;
 }
 

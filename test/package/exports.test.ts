@@ -31,6 +31,7 @@ const DOCUMENTED: Record<string, { names: string[]; base?: string }> = {
   './npu-emu': { names: ['WebGpuCubeVectorPipeline', 'WebGpuTensorParallelLayer', 'npuEmulationReport', 'simulateAttention', 'ganttSvg', 'ascend910B'] },
   './volta': { names: ['VoltaAttention'] },
   './offload': { names: ['planOffload', 'OffloadDecoder', 'CpuAttentionPool', 'HostKvCache'] },
+  './offload/node': { names: ['nodeWorkerSpawner', 'loadOffloadWasm', 'defaultOffloadWasmPath', 'OFFLOAD_WASM_PATH'], base: './offload' },
 };
 
 /** The source file scripts/build.mjs builds a subpath from. */
