@@ -41,13 +41,27 @@ export const npuCubeVectorKernel = { name: 'npuCubeVector', code: cubeVectorWgsl
 export type WebGpuIssueMode = 'roles' | 'dispatches';
 export const WEBGPU_ISSUE_MODES: readonly WebGpuIssueMode[] = ['roles', 'dispatches'];
 
-export interface CubeVectorOptions extends Omit<AttentionOptions, 'tile' | 'dtype'> {
+/**
+ * The common attention options this pipeline honours. `tile` and `tier` select
+ * the fused kernel's tile and tier, and `checkF16Range` is that kernel's
+ * overflow check: this kernel has none of them (its block sizes are `tiling`), so
+ * `create` rejects them with an `UnsupportedError` naming the field, before any
+ * GPU work, rather than ignoring them. `cache` is rejected likewise (contiguous
+ * K/V only).
+ */
+export interface CubeVectorOptions extends Omit<AttentionOptions, 'tile' | 'tier' | 'dtype' | 'checkF16Range'> {
   /**
    * Storage type of Q/K/V/O: `f32` only. The kernel (shaders/npuCubeVector.wgsl)
    * reads and writes `array<f32>`, so any other dtype is rejected by `create`
    * with an `UnsupportedError` naming `dtype`, before any GPU work.
    */
   dtype?: 'f32';
+  /**
+   * `false` or omitted: the kernel computes in f32 and has no f16 range check
+   * (the fused prefill's f32 tier runs one with `checkF16Range: true`); `true`
+   * is rejected with an `UnsupportedError` naming `checkF16Range`.
+   */
+  checkF16Range?: false;
   /** The emulator schedule to execute. */
   schedule: 'unified' | 'twoLevel';
   /** Skip empty blocks, leave full blocks unmasked, read M-mask windows; default true. */
@@ -221,7 +235,15 @@ export class WebGpuCubeVectorPipeline {
     runtime.assertAlive();
     const dtype: unknown = options.dtype ?? 'f32';
     if (dtype !== 'f32') throw new UnsupportedError('dtype', `${JSON.stringify(dtype)} storage is not read by the Cube/Vector pipeline (its kernel reads f32)`, 'f32');
-    const p = normalizeProblem({ ...options, tile: undefined });
+    // Options of the fused kernel that this one cannot honour: refused, not ignored.
+    const inherited = options as AttentionOptions;
+    if (inherited.tier !== undefined)
+      throw new UnsupportedError('tier', `${JSON.stringify(inherited.tier)}: the Cube/Vector pipeline is a kernel of its own (f32), not a tier of the fused one`, 'omit tier');
+    if (inherited.tile !== undefined)
+      throw new UnsupportedError('tile', 'the Cube/Vector pipeline takes `tiling`, not the fused kernel\'s tile', 'omit tile; use tiling: { blockQ, blockKV, subKV, vecRows, gmStages }');
+    if (inherited.checkF16Range !== undefined && inherited.checkF16Range !== false)
+      throw new UnsupportedError('checkF16Range', `${JSON.stringify(inherited.checkF16Range)}: the Cube/Vector kernel has no f16 range check (it computes in f32)`, 'false or omitted (the fused prefill\'s f32 tier runs the check)');
+    const p = normalizeProblem(options);
     if (options.schedule !== 'unified' && options.schedule !== 'twoLevel')
       throw new NpuConfigError('schedule', `got ${JSON.stringify(options.schedule)}`, 'unified, twoLevel');
     const issue = options.issue ?? 'roles';

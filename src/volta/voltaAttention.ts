@@ -64,7 +64,19 @@ export const VOLTA_CONFIG_CANDIDATES: readonly VoltaKernelConfig[] = [
   { warps: 1, blockKV: 8 },
 ];
 
-export interface VoltaAttentionOptions extends Omit<AttentionOptions, 'tile' | 'tier'> {
+/**
+ * The common attention options this kernel honours. `tile` and `tier` (the fused
+ * kernel's) are rejected by `create` with an `UnsupportedError` naming the field,
+ * as are what the kernel does not run: f16 storage, a sliding window, a paged
+ * `cache`, and `checkF16Range: true`.
+ */
+export interface VoltaAttentionOptions extends Omit<AttentionOptions, 'tile' | 'tier' | 'checkF16Range'> {
+  /**
+   * `false` or omitted: the kernel stores and computes in f32 and has no f16
+   * range check (the fused prefill's f32 tier runs one with `checkF16Range: true`);
+   * `true` is rejected with an `UnsupportedError` naming `checkF16Range`.
+   */
+  checkF16Range?: false;
   /** Fragment layout of both accumulators: `f16` (P stays in registers) or `f32` (P exchanged through workgroup memory). */
   accumulator: VoltaAccumulator;
   /** Workgroup shape; default: the first of {@link VOLTA_CONFIG_CANDIDATES} whose FP32 variant fits (same for both layouts, so they compare). */
@@ -152,6 +164,9 @@ export class VoltaAttention {
       throw new UnsupportedError('tile', 'the Volta kernel takes `config`, not the fused kernel\'s tile', 'omit tile; use config: { warps, blockKV }');
     if ((options as { tier?: unknown }).tier !== undefined)
       throw new UnsupportedError('tier', 'the Volta kernel is a kernel of its own, not a tier of the fused one', 'omit tier');
+    const checkF16Range = (options as AttentionOptions).checkF16Range;
+    if (checkF16Range !== undefined && checkF16Range !== false)
+      throw new UnsupportedError('checkF16Range', `${JSON.stringify(checkF16Range)}: the Volta kernel has no f16 range check (it stores and computes in f32)`, 'false or omitted (the fused prefill\'s f32 tier runs the check)');
     const problem = normalizeProblem(options);
     if (problem.dtype !== 'f32') throw new UnsupportedError('dtype', `${problem.dtype} storage is not read by the Volta kernel`, 'f32');
     if (!(VOLTA_HEAD_DIMS as readonly number[]).includes(problem.headDim))

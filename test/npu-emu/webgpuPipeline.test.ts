@@ -173,4 +173,29 @@ describe('WebGPU Cube/Vector pipeline', async () => {
     expect(op.problem.dtype).toBe('f32');
     op.destroy();
   });
+
+  it('rejects the fused kernel\'s tier, tile and checkF16Range: true (none of which it has) before creating a buffer or a pipeline', async () => {
+    const desc = { shape: [1, 1, 16, 32] as const };
+    const base = { q: desc, k: desc, v: desc, schedule: 'twoLevel', tiling: TWO_LEVEL } as const;
+    const buffers = rt.ledger.createdCount;
+    const compiled = rt.pipelines.compiledCount;
+    for (const tier of ['f32', 'f16', 'subgroup-matrix']) {
+      const e = await rejects(WebGpuCubeVectorPipeline.create(rt, { ...base, tier } as never), UnsupportedError, 'tier');
+      expect(e.allowed).toBe('omit tier');
+      expect(e.message).toContain(JSON.stringify(tier));
+    }
+    const tile = await rejects(WebGpuCubeVectorPipeline.create(rt, { ...base, tile: { blockQ: 16, blockKV: 16, rowsPerThread: 1, threadsPerRow: 4, chunk: 16, kvStages: 1 } } as never), UnsupportedError, 'tile');
+    expect(tile.allowed).toContain('tiling');
+    for (const checkF16Range of [true, 'yes']) {
+      const e = await rejects(WebGpuCubeVectorPipeline.create(rt, { ...base, checkF16Range } as never), UnsupportedError, 'checkF16Range');
+      expect(e.allowed).toMatch(/^false or omitted/);
+    }
+    // A paged cache is refused too (normalizeProblem without allowCache), not read as contiguous K/V.
+    await rejects(WebGpuCubeVectorPipeline.create(rt, { ...base, cache: {} } as never), UnsupportedError, 'cache');
+    expect(rt.ledger.createdCount).toBe(buffers);
+    expect(rt.pipelines.compiledCount).toBe(compiled);
+    // Asking for no check is what it does: accepted.
+    const op = await WebGpuCubeVectorPipeline.create(rt, { ...base, checkF16Range: false });
+    op.destroy();
+  });
 });

@@ -15,6 +15,7 @@ import {
 import { m8n8k4Element, QP_GRID_32x8, QP_GRID_16x16, quadpair, voltaFragment } from '../../src/volta/mmaLayouts.js';
 import { elementOffset } from '../../src/volta/smemPlanner.js';
 import { checkVoltaConfig, chooseVoltaConfig, VoltaAttention, voltaAttentionWgsl, voltaKernelSource, voltaWorkgroupBytes } from '../../src/volta/voltaAttention.js';
+import { rejects } from '../helpers/errors.js';
 import { sharedRuntime } from '../helpers/gpu.js';
 
 describe('fragment tables', () => {
@@ -104,6 +105,28 @@ describe('VoltaAttention validation', async () => {
     await expect(VoltaAttention.create(rt, { ...base, config: { warps: 1, blockKV: 12 } })).rejects.toMatchObject({ field: 'config.blockKV' });
     await expect(VoltaAttention.create(rt, { ...base, config: { warps: 0, blockKV: 16 } })).rejects.toBeInstanceOf(TileConfigError);
     await expect(VoltaAttention.create(rt, { ...base, k: { shape: [1, 1, 16, 32] } })).rejects.toBeInstanceOf(ShapeError);
+  });
+  it('rejects the fused kernel\'s tier, tile and checkF16Range: true, and f16 storage, before creating a buffer or a pipeline', async () => {
+    const buffers = rt.ledger.createdCount;
+    const compiled = rt.pipelines.compiledCount;
+    for (const tier of ['f32', 'f16', 'subgroup-matrix'])
+      expect((await rejects(VoltaAttention.create(rt, { ...base, tier } as never), UnsupportedError, 'tier')).allowed).toBe('omit tier');
+    const tile = { blockQ: 16, blockKV: 16, rowsPerThread: 1, threadsPerRow: 4, chunk: 16, kvStages: 1 };
+    expect((await rejects(VoltaAttention.create(rt, { ...base, tile } as never), UnsupportedError, 'tile')).allowed).toContain('config');
+    for (const checkF16Range of [true, 'yes']) {
+      const e = await rejects(VoltaAttention.create(rt, { ...base, checkF16Range } as never), UnsupportedError, 'checkF16Range');
+      expect(e.allowed).toMatch(/^false or omitted/);
+      expect(e.message).toContain(JSON.stringify(checkF16Range));
+    }
+    expect((await rejects(VoltaAttention.create(rt, { ...base, dtype: 'f16' }), UnsupportedError, 'dtype')).allowed).toBe('f32');
+    await rejects(VoltaAttention.create(rt, { ...base, cache: {} } as never), UnsupportedError, 'cache');
+    expect(rt.ledger.createdCount).toBe(buffers);
+    expect(rt.pipelines.compiledCount).toBe(compiled);
+  });
+  it('accepts checkF16Range: false (no check asked for, none run)', async () => {
+    const op = await VoltaAttention.create(rt, { ...base, checkF16Range: false, config: { warps: 1, blockKV: 8 } });
+    expect(op.problem.dtype).toBe('f32');
+    op.destroy();
   });
   it('rejects configs that exceed workgroup memory, and the default fits', () => {
     const limits = { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256 };
