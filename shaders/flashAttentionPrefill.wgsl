@@ -50,8 +50,8 @@
 // Other prefill kernels (the subgroup-matrix tier) use the same `status` binding
 // number, name, type and bits; the host binds every binding a kernel declares by name.
 //
-// Loops over register arrays are #for blocks, unrolled by src/runtime/wgslUnroll.ts (counts:
-// vectorKernelCounts in src/tiling/tileConfig.ts): the H100 driver kept loop-indexed arrays in memory.
+// Loops over register arrays are #for blocks, unrolled by the pipeline cache (src/runtime/wgslUnroll.ts;
+// counts: vectorKernelCounts in src/tiling/tileConfig.ts): the H100 driver kept loop-indexed arrays in memory.
 //
 // The constants and type aliases are defaults; src/runtime/wgsl.ts specializes
 // them per pipeline. Tiers: Store4 is the element type in storage (vec4<f32> or,

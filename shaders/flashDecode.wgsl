@@ -35,8 +35,8 @@
 // keeps or drops the `//#if NAME` … `//#else` … `//#endif` sections (features a
 // device may lack: the file as a whole needs `enable f16; enable subgroups;`).
 // Loops over register arrays (K/V words, Q, scores, max/sum, accumulators) are
-// `//#for VAR in COUNT` blocks unrolled by src/runtime/wgslUnroll.ts, counts from
-// decodeKernelCounts (src/decode/decodePlan.ts): the H100 driver kept arrays
+// `//#for VAR in COUNT` blocks unrolled by the pipeline cache (src/runtime/wgslUnroll.ts),
+// counts from decodeKernelCounts (src/decode/decodePlan.ts): the H100 driver kept arrays
 // indexed by loop counters in memory when it did not unroll the loop. So no
 // `for` below indexes a function-scope array with its counter.
 

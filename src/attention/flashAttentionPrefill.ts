@@ -14,8 +14,8 @@ import { ParamsPool } from '../runtime/paramsPool.js';
 import { PARAMS_BINDING, type CompiledKernel, type KernelSource } from '../runtime/pipelineCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import type { WgslConsts, WgslTypes } from '../runtime/wgsl.js';
+import type { UnrollCounts } from '../runtime/wgslUnroll.js';
 import { checkMatrixTile, chooseMatrixTile, MATRIX_SUBGROUP_SIZE, matrixKernelCounts, type MatrixTileConfig } from '../tiling/matrixTile.js';
-import { unrollWgsl } from '../runtime/wgslUnroll.js';
 import { checkTileConfig, chooseTileConfig, TILE_CANDIDATES, vectorKernelCounts, type TileConfig } from '../tiling/tileConfig.js';
 import { lookupTuned, shapeClassKey, type TunedEntry } from '../tuning/tuning.js';
 import { encodeDispatch, submitAndWait, type EncodeTarget } from './encode.js';
@@ -34,27 +34,14 @@ import { chooseTier, type KernelTier, type TierChoice } from './tiers.js';
 /** Tiers this operator implements. */
 export const IMPLEMENTED_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['subgroup-matrix', 'f16', 'f32']);
 
-export const flashAttentionPrefillKernel = { name: 'flashAttentionPrefill', code: prefillWgsl };
-export const flashAttentionPrefillMatrixKernel = { name: 'flashAttentionPrefillSubgroupMatrix', code: prefillMatrixWgsl };
-
 /**
- * The vector kernel (f32 and f16 tiers) with its loops over register arrays
- * unrolled for one head dim and tile (the counts follow from the consts, so the
- * pipeline cache key needs nothing more). The raw `code` is not WGSL until unrolled.
+ * The two prefill kernel files. Their loops over register arrays are `//#for`
+ * blocks (not WGSL until expanded): the pipeline cache unrolls them with the
+ * counts each plan passes next to its consts ({@link vectorKernelCounts},
+ * {@link matrixKernelCounts}).
  */
-export function flashAttentionPrefillSource(headDim: number, tile: TileConfig): KernelSource {
-  const { name, code } = flashAttentionPrefillKernel;
-  return { name, code: unrollWgsl(code, vectorKernelCounts(tile, headDim)) };
-}
-
-/**
- * The subgroup-matrix kernel with its loops unrolled for one head dim and tile
- * (its trip counts follow from the consts, so the pipeline cache key needs nothing more).
- */
-export function flashAttentionPrefillMatrixSource(headDim: number, tile: MatrixTileConfig): KernelSource {
-  const { name, code } = flashAttentionPrefillMatrixKernel;
-  return { name, code: unrollWgsl(code, matrixKernelCounts(tile, headDim)) };
-}
+export const flashAttentionPrefillKernel: KernelSource = { name: 'flashAttentionPrefill', code: prefillWgsl };
+export const flashAttentionPrefillMatrixKernel: KernelSource = { name: 'flashAttentionPrefillSubgroupMatrix', code: prefillMatrixWgsl };
 
 /**
  * Most pool buffers of a paged cache the prefill reads: pools 0 and 1 are bound
@@ -106,6 +93,8 @@ interface KernelPlan {
   source: KernelSource;
   consts: WgslConsts;
   types: WgslTypes;
+  /** Trip counts of the kernel's `//#for` loops, unrolled by the pipeline cache. */
+  unroll: UnrollCounts;
   tile: TileConfig | MatrixTileConfig;
   maskBlock: number;
   workgroups: [number, number, number];
@@ -139,19 +128,9 @@ function planVectorKernel(
   const tile = requested ?? chooseTileConfig(problem.headDim, limits, TILE_CANDIDATES, sliceBytes);
   const geometry = checkTileConfig(tile, problem.headDim, limits, sliceBytes);
   return {
-    source: flashAttentionPrefillSource(problem.headDim, tile),
-    consts: {
-      HEAD_DIM: problem.headDim,
-      BLOCK_Q: tile.blockQ,
-      BLOCK_KV: tile.blockKV,
-      ROWS_PER_THREAD: tile.rowsPerThread,
-      THREADS_PER_ROW: tile.threadsPerRow,
-      CHUNK: tile.chunk,
-      KV_STAGES: tile.kvStages,
-      MASK_BLOCK: geometry.maskBlock,
-      ...pageConsts(cache),
-      CHECK_F16: checkF16,
-    },
+    source: flashAttentionPrefillKernel,
+    consts: vectorKernelConsts(problem.headDim, tile, geometry.maskBlock, cache, checkF16),
+    unroll: vectorKernelCounts(tile, problem.headDim),
     types: {
       aliases: { Store4: problem.dtype === 'f16' ? 'vec4<f16>' : 'vec4<f32>', Tile4: sliceBytes === 2 ? 'vec4<f16>' : 'vec4<f32>' },
       enables: problem.dtype === 'f16' || sliceBytes === 2 ? ['f16'] : [],
@@ -159,6 +138,27 @@ function planVectorKernel(
     tile,
     maskBlock: geometry.maskBlock,
     workgroups: [Math.ceil(problem.seqQ / tile.blockQ), problem.headsQ, problem.batch],
+  };
+}
+
+/**
+ * The vector kernel's specialization consts (the const block of
+ * shaders/flashAttentionPrefill.wgsl) for a head dim, a checked tile and its
+ * M-mask block, the paged cache K/V come from (if any), and whether staged
+ * values are checked against the f16 range.
+ */
+export function vectorKernelConsts(headDim: number, tile: TileConfig, maskBlock: number, cache: PagedKvCache | undefined, checkF16: boolean): WgslConsts {
+  return {
+    HEAD_DIM: headDim,
+    BLOCK_Q: tile.blockQ,
+    BLOCK_KV: tile.blockKV,
+    ROWS_PER_THREAD: tile.rowsPerThread,
+    THREADS_PER_ROW: tile.threadsPerRow,
+    CHUNK: tile.chunk,
+    KV_STAGES: tile.kvStages,
+    MASK_BLOCK: maskBlock,
+    ...pageConsts(cache),
+    CHECK_F16: checkF16,
   };
 }
 
@@ -175,8 +175,9 @@ function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProbl
   checkMatrixTile(tile, problem.headDim, limits);
   const maskBlock = Math.max(tile.blockQ, tile.blockKV);
   return {
-    source: flashAttentionPrefillMatrixSource(problem.headDim, tile),
+    source: flashAttentionPrefillMatrixKernel,
     consts: { HEAD_DIM: problem.headDim, BLOCK_KV: tile.blockKV, SUBGROUPS: tile.subgroups, SG_SIZE: MATRIX_SUBGROUP_SIZE, MASK_BLOCK: maskBlock, ...pageConsts(cache) },
+    unroll: matrixKernelCounts(tile, problem.headDim),
     types: { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] },
     tile,
     maskBlock,
@@ -258,7 +259,7 @@ export class FlashAttentionPrefill {
     plan.workgroups.forEach((g, i) => {
       if (g > maxGroups) throw new TileConfigError(i === 0 ? 'tile.blockQ' : names[i], `${names[i]} = ${g} workgroups in one dimension`, `at most ${maxGroups}`);
     });
-    const kernel = await runtime.pipelines.get(plan.source, 'main', plan.consts, plan.types);
+    const kernel = await runtime.pipelines.get(plan.source, 'main', plan.consts, plan.types, plan.unroll);
     const layout = kernel.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
     const params = new ParamsPool(
       runtime.device.queue,

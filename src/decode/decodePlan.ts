@@ -263,7 +263,7 @@ export function decodeKernelConsts(
 }
 
 /**
- * Trip counts of the kernel's `//#for` loops (src/runtime/wgslUnroll.ts), from
+ * Trip counts of the kernel's `//#for` loops (unrolled by the pipeline cache), from
  * the same formulas as its const block: keys per slot (KU), words per lane (CW),
  * row groups of four (R4 = ⌈ROWS / 4⌉) and their rows (ROWS4 = 4·R4), vec4s of
  * dims per lane (DV = CW · EPW / 4) and dims per lane (DV4 = 4·DV), and the

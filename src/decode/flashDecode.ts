@@ -16,18 +16,16 @@ import {
   decodeKernelConsts,
   decodeKernelCounts,
   DEFAULT_WORKGROUPS_PER_UNIT,
-  type DecodeKernelConsts,
   type DecodeReduction,
   type DecodeShape,
   type DecodeSplit,
   type DecodeTiling,
 } from './decodePlan.js';
 import { selectWgslSections } from '../runtime/wgslSections.js';
-import { unrollWgsl } from '../runtime/wgslUnroll.js';
 import { SUPPORTED_HEAD_DIMS, checkTensorDesc, resolveBuffer, resolveKvSource, type BufferArg, type ResolvedBinding } from '../attention/problem.js';
 import { MAX_POOL_BUFFERS, type KvDType, type PagedKvCache } from '../kvcache/pagedKvCache.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
-import { PARAMS_BINDING, type CompiledKernel } from '../runtime/pipelineCache.js';
+import { PARAMS_BINDING, type CompiledKernel, type KernelSource } from '../runtime/pipelineCache.js';
 import { ParamsPool } from '../runtime/paramsPool.js';
 import { BufferUsage } from '../runtime/usage.js';
 import { tensorElements, tensorStrides, type TensorDesc, type TensorLayout, type TensorStrides } from '../tiling/layout.js';
@@ -35,8 +33,8 @@ import { tensorElements, tensorStrides, type TensorDesc, type TensorLayout, type
 export * from './decodePlan.js';
 export { selectWgslSections } from '../runtime/wgslSections.js';
 
-/** The raw kernel file, `//#if` sections and `//#for` loops included (not WGSL until expanded); pipelines compile {@link decodeKernelVariant}'s output. */
-export const flashDecodeKernel = { name: 'flashDecode', code: decodeWgsl };
+/** The raw kernel file, `//#if` sections and `//#for` loops included (not WGSL until expanded); pipelines compile {@link decodeKernelVariant}'s output, its loops unrolled by the pipeline cache with {@link decodeKernelCounts}. */
+export const flashDecodeKernel: KernelSource = { name: 'flashDecode', code: decodeWgsl };
 
 /** Device features a decode pipeline is built with (each selects `//#if` sections of shaders/flashDecode.wgsl). */
 export interface DecodeKernelFeatures {
@@ -47,18 +45,15 @@ export interface DecodeKernelFeatures {
 }
 
 /**
- * The split/combine kernel source for a feature set, with its loops over
- * register arrays unrolled for the constants it is specialized with (the
- * counts follow from the consts, so the pipeline cache key needs nothing
- * more), and the `enable` directives it needs.
+ * The split/combine kernel source for a feature set (its `//#if` sections kept
+ * or blanked, named after the features) and the `enable` directives it needs.
+ * Its `//#for` loops are left for the pipeline cache to unroll with
+ * {@link decodeKernelCounts} of the consts it is specialized with.
  */
-export function decodeKernelVariant(f: DecodeKernelFeatures, consts: DecodeKernelConsts): { kernel: { name: string; code: string }; enables: string[] } {
+export function decodeKernelVariant(f: DecodeKernelFeatures): { kernel: KernelSource; enables: string[] } {
   const enables = [...(f.nativeF16 ? ['f16'] : []), ...(f.subgroups ? ['subgroups'] : [])];
   const sections = selectWgslSections(decodeWgsl, { NATIVE_F16: f.nativeF16, SUBGROUPS: f.subgroups });
-  return {
-    kernel: { name: `flashDecode${enables.map((e) => `+${e}`).join('')}`, code: unrollWgsl(sections, decodeKernelCounts(consts)) },
-    enables,
-  };
+  return { kernel: { name: `flashDecode${enables.map((e) => `+${e}`).join('')}`, code: sections }, enables };
 }
 
 function isPass(t: EncodeTarget): t is GPUComputePassEncoder {
@@ -250,9 +245,13 @@ export class FlashDecode {
     // Only f16 storage has anything to widen.
     const nativeF16 = f16 && (options.nativeF16 ?? hasF16);
     const consts = decodeKernelConsts(problem, tiling, options.cache ? options.cache.pools.length : 1);
-    const variant = decodeKernelVariant({ nativeF16, subgroups: tiling.reduction === 'subgroup' }, consts);
+    const variant = decodeKernelVariant({ nativeF16, subgroups: tiling.reduction === 'subgroup' });
     const types = { enables: variant.enables };
-    const [split, combine] = await Promise.all([runtime.pipelines.get(variant.kernel, 'main', consts, types), runtime.pipelines.get(variant.kernel, 'combine', consts, types)]);
+    const unroll = decodeKernelCounts(consts);
+    const [split, combine] = await Promise.all([
+      runtime.pipelines.get(variant.kernel, 'main', consts, types, unroll),
+      runtime.pipelines.get(variant.kernel, 'combine', consts, types, unroll),
+    ]);
     const layout = split.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
     const params = new ParamsPool(runtime.device.queue, runtime.ledger, 'flashDecode', layout, problem.batch, L.minStorageBufferOffsetAlignment);
     const workspace = runtime.ledger.create('flashDecode', { label: 'flashDecode.workspace', size: tiling.workspaceBytes, usage: BufferUsage.STORAGE });

@@ -12,6 +12,10 @@
  * and {@link unrollWgsl} repeats the body once per value 0 … count−1 of the
  * named count, replacing `{t}` with the value. Loops nest. Outside a loop the
  * source is unchanged, so a file without `//#for` is plain WGSL.
+ *
+ * Kernels do not call it: they pass the counts to the pipeline cache next to
+ * their consts (`PipelineCache.get`), which unrolls on compile and keys the
+ * pipeline by the counts too.
  */
 
 const FOR = /^\s*\/\/#for\s+([A-Za-z_]\w*)\s+in\s+([A-Za-z_]\w*)\s*$/;

@@ -109,7 +109,8 @@ export type VectorKernelCounts = {
 /**
  * The counts that shaders/flashAttentionPrefill.wgsl derives from its consts
  * (HEAD_DIM, BLOCK_Q, BLOCK_KV, ROWS_PER_THREAD, THREADS_PER_ROW, CHUNK), with
- * its u32 arithmetic; passed to `unrollWgsl` when the kernel source is built.
+ * its u32 arithmetic; passed to the pipeline cache next to the consts, which
+ * unrolls the kernel's `//#for` loops with them.
  */
 export function vectorKernelCounts(tile: TileConfig, headDim: number): VectorKernelCounts {
   const div = (a: number, b: number) => Math.floor(a / b);

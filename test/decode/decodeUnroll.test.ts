@@ -1,10 +1,12 @@
-// The decode kernel's `//#for` loops (src/runtime/wgslUnroll.ts): trip counts
-// from the specialization consts, and an expansion for every specialization the
-// planner can produce (pure text, then a WGSL compile of each distinct variant).
+// The decode kernel's `//#for` loops (unrolled by the pipeline cache): trip
+// counts from the specialization consts, and an expansion for every
+// specialization the planner can produce (pure text, then a WGSL compile of
+// each distinct variant).
 import { describe, expect, it } from 'vitest';
 import { chooseDecodeTiling, DECODE_COMBINE_UNROLL, DECODE_KEYS_PER_SLOT, DECODE_THREADS, decodeKernelConsts, decodeKernelCounts, decodeKernelVariant, flashDecodeKernel, type DecodeKernelConsts, type DecodeTilingOptions } from '../../src/decode/flashDecode.js';
 import { SUPPORTED_HEAD_DIMS } from '../../src/attention/problem.js';
-import { reflectKernel, specializeWgsl } from '../../src/runtime/wgsl.js';
+import { pipelineWgsl } from '../../src/runtime/pipelineCache.js';
+import { reflectKernel } from '../../src/runtime/wgsl.js';
 import { sharedRuntime } from '../helpers/gpu.js';
 
 const LIMITS = [
@@ -66,8 +68,9 @@ describe('decode kernel unrolling', () => {
     // Reflection is slow (tens of ms a variant): once per feature set.
     const reflected = new Set<string>();
     for (const { consts, nativeF16 } of all) {
-      const { kernel, enables } = decodeKernelVariant({ nativeF16, subgroups: consts.SUBGROUPS }, consts);
-      const code = kernel.code;
+      const { kernel, enables } = decodeKernelVariant({ nativeF16, subgroups: consts.SUBGROUPS });
+      // What the pipeline cache compiles for these consts.
+      const code = pipelineWgsl(kernel, consts, { enables }, decodeKernelCounts(consts));
       const where = JSON.stringify({ ...consts, nativeF16 });
       expect(code, where).not.toMatch(/^\s*\/\/#(for|endfor|if|else|endif)\b|\{[A-Za-z_]\w*\}/m);
       // No counted loop over the register arrays survives, and every index into them is a constant expression.
@@ -83,7 +86,7 @@ describe('decode kernel unrolling', () => {
       expect(code.match(/^\s*if \(\d+u < rows\) \{$/gm), where).toHaveLength(n.ROWS4);
       if (reflected.has(kernel.name)) continue;
       reflected.add(kernel.name);
-      const { bindings } = reflectKernel(specializeWgsl(code, consts, { enables }));
+      const { bindings } = reflectKernel(code);
       expect(bindings.main.map((b) => b.name), where).toEqual(['params', 'q', 'pool0', 'pool1', 'pool2', 'pool3', 'pageTable', 'work']);
       expect(bindings.combine.map((b) => b.name), where).toEqual(['params', 'work', 'o']);
     }
@@ -99,8 +102,8 @@ describe('decode kernel unrolling', () => {
       if ((nativeF16 && !f.shaderF16) || (consts.SUBGROUPS && !f.subgroups)) continue;
       for (const paged of [false, true]) {
         const c = { ...consts, PAGED: paged, POOLS: paged ? 4 : 1 };
-        const { kernel, enables } = decodeKernelVariant({ nativeF16, subgroups: c.SUBGROUPS }, c);
-        const module = rt.device.createShaderModule({ code: specializeWgsl(kernel.code, c, { enables }) });
+        const { kernel, enables } = decodeKernelVariant({ nativeF16, subgroups: c.SUBGROUPS });
+        const module = rt.device.createShaderModule({ code: pipelineWgsl(kernel, c, { enables }, decodeKernelCounts(c)) });
         const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
         expect(errors.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`), JSON.stringify(c)).toEqual([]);
         compiled++;

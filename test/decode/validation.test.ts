@@ -3,7 +3,7 @@
 // a compiled operator live next to the pipelines they share (decode.test.ts,
 // test/kvcache/pagedKvCache.test.ts): SwiftShader compiles slowly.
 import { describe, expect, it } from 'vitest';
-import { chooseDecodeSplit, chooseDecodeTiling, decodeComputeUnits, decodeKernelConsts, decodeKernelVariant, decodeStorageBytes, normalizeDecodeProblem, selectWgslSections } from '../../src/decode/flashDecode.js';
+import { chooseDecodeSplit, chooseDecodeTiling, decodeComputeUnits, decodeKernelVariant, decodeStorageBytes, normalizeDecodeProblem, selectWgslSections } from '../../src/decode/flashDecode.js';
 import { BufferError, ScaleError, ShapeError, TileConfigError, UnsupportedError } from '../../src/errors.js';
 import { MAX_POOL_BUFFERS, PagedKvCache } from '../../src/kvcache/pagedKvCache.js';
 import { sharedRuntime, upload } from '../helpers/gpu.js';
@@ -109,17 +109,16 @@ describe('decode validation', () => {
     expect(() => selectWgslSections('x\n//#endif', {})).toThrow(/without/);
     expect(() => selectWgslSections('//#if X\n//#else\n//#else\n//#endif', { X: true })).toThrow(/second/);
     // The decode kernel: the core variant references neither f16 types nor subgroup builtins; each feature brings its enable.
-    const consts = decodeKernelConsts({ headDim: 128, dtype: 'f16', paged: false }, { wordsPerLane: 1, lanes: 16, slots: 16, keysPerSlot: 8, rowBlock: 4, prefetch: true, reduction: 'workgroup' }, 1);
-    const core = decodeKernelVariant({ nativeF16: false, subgroups: false }, consts);
+    const core = decodeKernelVariant({ nativeF16: false, subgroups: false });
     expect(core.enables).toEqual([]);
     expect(core.kernel.code).not.toMatch(/f16>|subgroupShuffle/);
     expect(core.kernel.code).toMatch(/unpack2x16float/);
-    const full = decodeKernelVariant({ nativeF16: true, subgroups: true }, { ...consts, SUBGROUPS: true });
+    const full = decodeKernelVariant({ nativeF16: true, subgroups: true });
     expect(full.enables).toEqual(['f16', 'subgroups']);
     expect(full.kernel.code).toMatch(/bitcast<vec4<f16>>/);
     expect(full.kernel.code).toMatch(/subgroupShuffleXor/);
     expect(full.kernel.code).not.toMatch(/workgroupBarrier\(\);\s*for \(var e = tid; e < STEP/);
-    expect(new Set([core.kernel.name, full.kernel.name, decodeKernelVariant({ nativeF16: true, subgroups: false }, consts).kernel.name]).size).toBe(3);
+    expect(new Set([core.kernel.name, full.kernel.name, decodeKernelVariant({ nativeF16: true, subgroups: false }).kernel.name]).size).toBe(3);
   });
 
   it('split policy: fills every compute unit, splits are whole steps, ties to fewer splits', () => {

@@ -1,12 +1,13 @@
 // The typed WGSL generator and the reflection it relies on.
 import { describe, expect, it } from 'vitest';
-import { flashAttentionPrefillKernel, flashAttentionPrefillMatrixKernel, flashAttentionPrefillSource } from '../../src/attention/flashAttentionPrefill.js';
+import { flashAttentionPrefillKernel, flashAttentionPrefillMatrixKernel, vectorKernelConsts } from '../../src/attention/flashAttentionPrefill.js';
+import { pipelineWgsl } from '../../src/runtime/pipelineCache.js';
 import { declarationsOnly, packStruct, reflectKernel, specializeWgsl, structBytes } from '../../src/runtime/wgsl.js';
 import { resolveIncludes } from '../../src/runtime/wgslIncludes.js';
-import { TILE_CANDIDATES, vectorKernelCounts, type TileConfig } from '../../src/tiling/tileConfig.js';
+import { checkTileConfig, TILE_CANDIDATES, vectorKernelCounts, type TileConfig, type TileLimits } from '../../src/tiling/tileConfig.js';
 
-// The vector kernel is WGSL once its //#for loops are unrolled (for the default tile at D = 64).
-const prefill = resolveIncludes(flashAttentionPrefillSource(64, TILE_CANDIDATES[0]).code);
+// The vector kernel is WGSL once its //#for loops are unrolled (for the default tile at D = 64), its consts left at their defaults.
+const prefill = pipelineWgsl(flashAttentionPrefillKernel, {}, {}, vectorKernelCounts(TILE_CANDIDATES[0], 64));
 const matrix = resolveIncludes(flashAttentionPrefillMatrixKernel.code);
 
 describe('WGSL specialization', () => {
@@ -96,28 +97,23 @@ describe('the unrolled vector kernel', () => {
     // Rows that fill two row vectors, the second partly.
     { blockQ: 30, blockKV: 20, rowsPerThread: 5, threadsPerRow: 4, chunk: 4, kvStages: 2 },
   ];
+  // Limits no tile above reaches: the geometry (its M-mask block) is all that is needed of the check.
+  const unlimited: TileLimits = { maxComputeWorkgroupStorageSize: 1 << 20, maxComputeInvocationsPerWorkgroup: 1024, maxComputeWorkgroupSizeX: 1024, registerBudget: Infinity };
 
   it('has no loop directives or placeholders left, only constant register indices, and reflects', () => {
     for (const tile of tiles)
       for (const headDim of [64, 80, 128]) {
-        const code = flashAttentionPrefillSource(headDim, tile).code;
+        // What the pipeline cache compiles for the operator's consts and counts.
+        const counts = vectorKernelCounts(tile, headDim);
+        const consts = vectorKernelConsts(headDim, tile, checkTileConfig(tile, headDim, unlimited, 2).maskBlock, undefined, true);
+        const code = pipelineWgsl(flashAttentionPrefillKernel, consts, { aliases: { Tile4: 'vec4<f16>' }, enables: ['f16'] }, counts);
         expect(code).not.toMatch(/\/\/#(for|endfor)|\{[A-Za-z_]\w*\}/);
         const main = code.slice(code.indexOf('fn main(')).replace(/\/\/.*$/gm, '');
         expect(main).not.toMatch(REGISTER_ARRAYS);
-        const counts = vectorKernelCounts(tile, headDim);
         // One Q vec4 per row and one V vec4 per output column, per step.
         expect(main.match(/let qv\d+ = /g)).toHaveLength(counts.ROWS_PER_THREAD);
         expect(main.match(/let vx\d+ = /g)).toHaveLength(counts.DIMS4_PER_THREAD);
-        const consts = {
-          HEAD_DIM: headDim,
-          BLOCK_Q: tile.blockQ,
-          BLOCK_KV: tile.blockKV,
-          ROWS_PER_THREAD: tile.rowsPerThread,
-          THREADS_PER_ROW: tile.threadsPerRow,
-          CHUNK: tile.chunk,
-          KV_STAGES: tile.kvStages,
-        };
-        const r = reflectKernel(specializeWgsl(resolveIncludes(code), consts, { aliases: { Tile4: 'vec4<f16>' }, enables: ['f16'] }));
+        const r = reflectKernel(code);
         expect(r.bindings.main.map((b) => b.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask', 'pageTable', 'status']);
       }
     // The raw file keeps the loops.

@@ -1,8 +1,8 @@
 // Loop unrolling of WGSL sources (pure text; no GPU).
 import { describe, expect, it } from 'vitest';
-import { flashAttentionPrefillMatrixKernel, flashAttentionPrefillMatrixSource } from '../../src/attention/flashAttentionPrefill.js';
-import { reflectKernel, specializeWgsl } from '../../src/runtime/wgsl.js';
-import { resolveIncludes } from '../../src/runtime/wgslIncludes.js';
+import { flashAttentionPrefillMatrixKernel } from '../../src/attention/flashAttentionPrefill.js';
+import { pipelineWgsl } from '../../src/runtime/pipelineCache.js';
+import { reflectKernel } from '../../src/runtime/wgsl.js';
 import { unrollWgsl } from '../../src/runtime/wgslUnroll.js';
 import { matrixKernelCounts } from '../../src/tiling/matrixTile.js';
 
@@ -43,16 +43,16 @@ describe('the unrolled subgroup-matrix kernel', () => {
   it('has no loop directives or placeholders left, and one matrix per tile', () => {
     for (const [headDim, subgroups, blockKV] of [[128, 8, 32], [64, 4, 32], [80, 2, 64], [256, 1, 16]]) {
       const tile = { blockQ: 16 * subgroups, blockKV, subgroups };
-      const code = flashAttentionPrefillMatrixSource(headDim, tile).code;
-      expect(code).not.toMatch(/\/\/#(for|endfor)|\{[a-z]\}/);
       const counts = matrixKernelCounts(tile, headDim);
+      const consts = { HEAD_DIM: headDim, BLOCK_KV: blockKV, SUBGROUPS: subgroups };
+      const code = pipelineWgsl(flashAttentionPrefillMatrixKernel, consts, { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] }, counts);
+      expect(code).not.toMatch(/\/\/#(for|endfor)|\{[a-z]\}/);
       expect(code.match(/var om\d+ = /g)).toHaveLength(counts.D16);
       expect(code.match(/var qm\d+: /g)).toHaveLength(counts.D16);
       expect(code.match(/var st\d+ = /g)).toHaveLength(counts.KV16);
       // S = Q·Kᵀ and O += P·V each take D16 × KV16 matrix steps.
       expect(code.match(/subgroupMatrixMultiplyAccumulate/g)).toHaveLength(2 * counts.D16 * counts.KV16);
-      const specialized = specializeWgsl(resolveIncludes(code), { HEAD_DIM: headDim, BLOCK_KV: blockKV, SUBGROUPS: subgroups }, { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] });
-      expect(reflectKernel(specialized).bindings.main.map((b) => b.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask', 'pageTable']);
+      expect(reflectKernel(code).bindings.main.map((b) => b.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask', 'pageTable']);
     }
     expect(flashAttentionPrefillMatrixKernel.code).toMatch(/^\s*\/\/#for t in D16$/m);
   });
