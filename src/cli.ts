@@ -3,6 +3,7 @@
  * `fastattn`: the command-line face of the library.
  *   fastattn info                 adapter, features, limits, chosen tiles
  *   fastattn bench [options]      standard vs FastAttention, table or --json
+ *   fastattn ablate [options]     the subgroup-matrix prefill timed whole and with parts taken out
  * Runs on the default adapter: the GPU when Vulkan finds one, otherwise the
  * SwiftShader software adapter (re-executing itself with its driver selected).
  */
@@ -20,12 +21,16 @@ import { adapterKey, mergeTuningTables, parseTuningTable, seqBucket, shapeClassK
 import type { AttentionDType } from './attention/problem.js';
 import { KERNEL_TIERS, type KernelTier } from './attention/tiers.js';
 import { formatBenchTable, runBench, type BenchCase, type BenchRow, type BenchVariant } from './bench/suite.js';
+import { formatAblationTable, runAblation } from './bench/ablation.js';
 
-const USAGE = `usage: fastattn <info|check|bench|tune> [options]
+const USAGE = `usage: fastattn <info|check|bench|tune|ablate> [options]
   tune [--seq ..] [--dim ..] [--dtype f32,f16] [--causal both] [--heads N] [--tiers subgroup-matrix,f16,f32] --out FILE
+                         time every (tier, tile) per shape class on this adapter; write the winners as JSON
   merge-tuning BASE.json UPDATE.json --out FILE
                          BASE with UPDATE's shape classes replaced (no GPU needed)
-                         time every (tier, tile) per shape class on this adapter; write the winners as JSON
+  ablate [--seq 4096] [--dim 128] [--heads 32] [--causal false] [--samples N] [--peaks FILE] [--out FILE]
+                         where the subgroup-matrix prefill's time goes: the kernel timed whole and
+                         with parts taken out (softmax, K/V loads, K/V stores, barriers), same run
   info                   adapter, features, limits and default tiles (JSON)
   check [--cases N] [--dtype f32|f16] [--tier subgroup-matrix|f16|f32]
                          random problems vs the float64 CPU reference
@@ -78,7 +83,7 @@ async function main(): Promise<number> {
     },
   });
   const command = positionals[0];
-  if (values.help || !['bench', 'info', 'check', 'tune', 'merge-tuning'].includes(command)) {
+  if (values.help || !['bench', 'info', 'check', 'tune', 'merge-tuning', 'ablate'].includes(command)) {
     console.log(USAGE);
     return values.help ? 0 : 2;
   }
@@ -150,6 +155,25 @@ async function main(): Promise<number> {
     mkdirSync(join(out, '..'), { recursive: true });
     writeFileSync(out, `${JSON.stringify(table, null, 2)}\n`);
     console.log(`tuning table written to ${out}`);
+    rt.destroy();
+    return 0;
+  }
+  if (command === 'ablate') {
+    const started = new Date().toISOString();
+    const shape = { batch: Number(values.batch ?? 1), heads: Number(values.heads ?? 32), seq: list(values.seq, [4096])[0], headDim: list(values.dim, [128])[0], causal: values.causal === 'true' };
+    const report = await runAblation(rt, {
+      shape,
+      samples: values.samples ? Number(values.samples) : undefined,
+      ceilings,
+      onRow: (r) => console.error(`${r.ablations.length ? r.ablations.join('+') : 'whole kernel'}: ${r.timing.medianMs.toFixed(3)} ms, ${r.tflops.toFixed(1)} TFLOP/s`),
+    });
+    const out = values.out ?? join('bench', 'results', `ablation-${caps.adapter.vendor}-${started.replace(/[:.]/g, '-')}.json`);
+    mkdirSync(join(out, '..'), { recursive: true });
+    const table = formatAblationTable(report);
+    writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+    writeFileSync(out.replace(/\.json$/, '') + '.md', `# fastattn ablate\n\n\`\`\`text\n${table}\n\`\`\`\n`);
+    console.log(table);
+    console.log(`results written to ${out} (and .md)`);
     rt.destroy();
     return 0;
   }

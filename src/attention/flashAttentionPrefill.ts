@@ -168,14 +168,14 @@ function pageConsts(cache: PagedKvCache | undefined): WgslConsts {
   return { PAGED: true, PAGE_TOKENS: cache.geometry.pageTokens, PAGE_HEADS: cache.geometry.headsKV, PAGE_TABLE_STRIDE: cache.geometry.maxPagesPerSequence };
 }
 
-function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProblem, requested: AttentionOptions['tile'], cache: PagedKvCache | undefined): KernelPlan {
+function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProblem, requested: AttentionOptions['tile'], cache: PagedKvCache | undefined, source: KernelSource): KernelPlan {
   const limits = runtime.tileLimits;
   if (requested && !('subgroups' in requested)) throw new TileConfigError('tile', 'a vector tile was given to the subgroup-matrix tier', 'a MatrixTileConfig { blockQ, blockKV, subgroups }');
   const tile = requested ?? chooseMatrixTile(problem.headDim, limits);
   checkMatrixTile(tile, problem.headDim, limits);
   const maskBlock = Math.max(tile.blockQ, tile.blockKV);
   return {
-    source: flashAttentionPrefillMatrixKernel,
+    source,
     consts: { HEAD_DIM: problem.headDim, BLOCK_KV: tile.blockKV, SUBGROUPS: tile.subgroups, SG_SIZE: MATRIX_SUBGROUP_SIZE, MASK_BLOCK: maskBlock, ...pageConsts(cache) },
     unroll: matrixKernelCounts(tile, problem.headDim),
     types: { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] },
@@ -232,7 +232,12 @@ export class FlashAttentionPrefill {
    * Validate the problem and the tile configuration against the device, then
    * compile (or fetch from cache) the specialized pipeline.
    */
-  static async create(runtime: FastAttentionRuntime, options: AttentionOptions): Promise<FlashAttentionPrefill> {
+  /**
+   * Validate, plan and compile. `matrixKernel` replaces the subgroup-matrix
+   * kernel file: only the ablation benchmark (src/bench/ablation.ts) passes one,
+   * a variant of that file under a name of its own.
+   */
+  static async create(runtime: FastAttentionRuntime, options: AttentionOptions, matrixKernel: KernelSource = flashAttentionPrefillMatrixKernel): Promise<FlashAttentionPrefill> {
     runtime.assertAlive();
     const problem = normalizeProblem(options, true);
     const cache = options.cache;
@@ -253,7 +258,7 @@ export class FlashAttentionPrefill {
     // Tiers that keep f16 slices round every staged value to f16; the f32 tier checks only when asked.
     const checkF16 = choice.tier !== 'f32' || options.checkF16Range === true;
     const plan =
-      choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, tile, cache) : planVectorKernel(runtime, problem, choice.tier, tile, cache, checkF16);
+      choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, tile, cache, matrixKernel) : planVectorKernel(runtime, problem, choice.tier, tile, cache, checkF16);
     const maxGroups = runtime.capabilities.limits.maxComputeWorkgroupsPerDimension;
     const names = ['query blocks (q.shape[2] / blockQ)', 'q.shape[1]', 'q.shape[0]'];
     plan.workgroups.forEach((g, i) => {
