@@ -17,44 +17,50 @@ import type { MatrixTileConfig } from '../tiling/matrixTile.js';
 import { filledBuffer, type BenchCase } from './suite.js';
 import { timeGpu, type Timing } from './timing.js';
 
+/** Replace `anchor` (which occurs exactly once), or with `upTo` the text from `anchor` up to the next `upTo`, by `replacement`. */
+interface Edit {
+  anchor: string;
+  upTo?: string;
+  replacement: string;
+}
+
 interface Ablation {
   /** What the ablated kernel no longer does. */
   removes: string;
-  /** [anchor, replacement] pairs; every anchor occurs exactly once in the kernel. */
-  edits: ReadonlyArray<readonly [string, string]>;
+  edits: readonly Edit[];
 }
 
 const S_BARRIER = '    workgroupBarrier();\n\n    // Softmax for this';
 
 export const MATRIX_PREFILL_ABLATIONS = {
-  'no-softmax': {
+  softmax: {
     removes: 'the softmax: the barrier after S is stored, the S loads, max, exp2, the P stores and the rescale check (S is still stored, so Q·Kᵀ stays live; P·V reads whatever P holds)',
-    edits: [[S_BARRIER, '\n    // O += P·V follows; the softmax was ablated.\n    // Softmax for this']],
+    edits: [{ anchor: S_BARRIER, upTo: '    // O += P·V.', replacement: '    // (softmax ablated)\n' }],
   },
-  'no-kv-loads': {
+  'kv-loads': {
     removes: 'the K/V loads from storage for the next span (the staged words are derived from the previous ones, so the stores still happen)',
-    edits: [['      w{i} = spanWord(tid + {i}u * THREADS, kStart + BLOCK_KV, kvLen, kBase, kSeq, vBase, vSeq);', '      w{i} = array<vec4u, 2>(w{i}[1] + vec4u(kb), w{i}[0]);']],
+    edits: [{ anchor: '      w{i} = spanWord(tid + {i}u * THREADS, kStart + BLOCK_KV, kvLen, kBase, kSeq, vBase, vSeq);', replacement: '      w{i} = array<vec4u, 2>(w{i}[1] + vec4u(kb), w{i}[0]);' }],
   },
-  'no-kv-stores': {
+  'kv-stores': {
     removes: 'the K/V stores into workgroup memory (a store under a condition that never holds keeps the loaded words live)',
     edits: [
-      [
-        '      storeWord(false, e / D8, e % D8, w{i}[0]);\n      storeWord(true, e / D8, e % D8, w{i}[1]);',
-        '      if (w{i}[0].x == 0x7fffffffu && w{i}[1].y == 0x7fffffffu) { kTile[e] = f16(w{i}[1].x); }',
-      ],
+      {
+        anchor: '      storeWord(false, e / D8, e % D8, w{i}[0]);\n      storeWord(true, e / D8, e % D8, w{i}[1]);',
+        replacement: '      if (w{i}[0].x == 0x7fffffffu && w{i}[1].y == 0x7fffffffu) { kTile[e] = f16(w{i}[1].x); }',
+      },
     ],
   },
-  'no-rescale-check': {
+  'rescale-check': {
     removes: 'the workgroup-uniform rescale check (its two barriers become the one barrier that publishes P) and the rescale itself',
-    edits: [['if (workgroupUniformLoad(&rescaleFlag[kb % 2u]) != 0u) {', 'workgroupBarrier();\n    if (false) {']],
+    edits: [{ anchor: 'if (workgroupUniformLoad(&rescaleFlag[kb % 2u]) != 0u) {', replacement: 'workgroupBarrier();\n    if (false) {' }],
   },
-  'no-s-barrier': {
+  's-barrier': {
     removes: 'the barrier between storing S and reading it back in the softmax',
-    edits: [[S_BARRIER, '\n    // Softmax for this']],
+    edits: [{ anchor: S_BARRIER, replacement: '\n    // Softmax for this' }],
   },
-  'no-span-barrier': {
+  'span-barrier': {
     removes: "the barrier before a span's K/V are staged (the previous span's K, V and P consumed)",
-    edits: [["    workgroupBarrier(); // the previous span's K, V, P and flag are consumed\n", '']],
+    edits: [{ anchor: "    workgroupBarrier(); // the previous span's K, V, P and flag are consumed\n", replacement: '' }],
   },
 } as const satisfies Record<string, Ablation>;
 
@@ -66,10 +72,13 @@ export function ablateMatrixPrefill(code: string, ablations: readonly MatrixPref
   for (const name of ablations) {
     const ablation: Ablation = MATRIX_PREFILL_ABLATIONS[name];
     if (!ablation) throw new Error(`unknown ablation ${JSON.stringify(name)} (allowed: ${Object.keys(MATRIX_PREFILL_ABLATIONS).join(', ')})`);
-    for (const [anchor, replacement] of ablation.edits) {
+    for (const { anchor, upTo, replacement } of ablation.edits) {
       const count = out.split(anchor).length - 1;
       if (count !== 1) throw new Error(`ablation ${name}: its anchor occurs ${count} times in the kernel${ablations.length > 1 ? ' (after the ablations before it)' : ''}, not once: ${JSON.stringify(anchor.slice(0, 60))}`);
-      out = out.replace(anchor, replacement);
+      const from = out.indexOf(anchor);
+      const to = upTo === undefined ? from + anchor.length : out.indexOf(upTo, from + anchor.length);
+      if (to < 0) throw new Error(`ablation ${name}: no ${JSON.stringify(upTo)} after its anchor`);
+      out = out.slice(0, from) + replacement + out.slice(to);
     }
   }
   return out;
@@ -85,12 +94,12 @@ export function ablatedMatrixKernel(ablations: readonly MatrixPrefillAblation[])
 /** The sets `fastattn ablate` times by default: each part alone, then the staging and the softmax together. */
 export const DEFAULT_ABLATION_SETS: readonly (readonly MatrixPrefillAblation[])[] = [
   [],
-  ['no-softmax'],
-  ['no-kv-loads'],
-  ['no-kv-stores'],
-  ['no-kv-loads', 'no-kv-stores'],
-  ['no-rescale-check', 'no-s-barrier', 'no-span-barrier'],
-  ['no-softmax', 'no-kv-loads', 'no-kv-stores'],
+  ['softmax'],
+  ['kv-loads'],
+  ['kv-stores'],
+  ['kv-loads', 'kv-stores'],
+  ['rescale-check', 's-barrier', 'span-barrier'],
+  ['softmax', 'kv-loads', 'kv-stores'],
 ];
 
 export interface AblationRow {
