@@ -172,6 +172,11 @@ fn main(
   // This invocation's half row in the S scratch and in P; its 8 columns of a 16-column O tile.
   let sAt = myRow * S_PITCH + half * HALF_KV;
   let pAt = myRow * P_PITCH + half * HALF_KV;
+  // Element j of its half row is column (j + its row in the subgroup) % HALF_KV of
+  // it. Walked from column 0, every row's S loads and P stores hit the same 8 banks
+  // (rows sit 4 banks apart): 4-way conflicts. Rotated by the row, the loads are
+  // conflict-free and the stores 2-way.
+  let rot = lane / 2u;
   let oAt = myRow * S_PITCH + half * 8u;
 
   // Q into registers, staged through the K tile Q_ROUND rows at a time (rows past seqQ as zeros).
@@ -247,11 +252,11 @@ fn main(
     let edges = blockEdges(qStart, rows, kStart, kvLen, offset);
     // All loads first, then one masking branch: a branch per element kept the loads from overlapping.
     //#for j in HALF_KV
-    var s{j} = sTile[sAt + {j}u] * params.scaleLog2;
+    var s{j} = sTile[sAt + ({j}u + rot) % HALF_KV] * params.scaleLog2;
     //#endfor
     if (!rowValid || edges.partial) {
       //#for j in HALF_KV
-      s{j} = select(s{j}, NEG_BIG, !rowValid || maskedAt(edges, myRow, half * HALF_KV + {j}u));
+      s{j} = select(s{j}, NEG_BIG, !rowValid || maskedAt(edges, myRow, half * HALF_KV + ({j}u + rot) % HALF_KV));
       //#endfor
     }
     var mx = NEG_BIG;
@@ -269,7 +274,7 @@ fn main(
     //#for j in HALF_KV
     let p{j} = select(exp2(s{j} - m), 0.0, s{j} < MASKED_BELOW);
     sum += p{j};
-    pTile[pAt + {j}u] = f16(p{j});
+    pTile[pAt + ({j}u + rot) % HALF_KV] = f16(p{j});
     //#endfor
     l = l * alpha + sum;
     if (subgroupAny(rescale) && lane == 0u) { rescaleFlag[kb % 2u] = 1u; }
