@@ -137,7 +137,7 @@ function planVectorKernel(
     },
     tile,
     maskBlock: geometry.maskBlock,
-    workgroups: [Math.ceil(problem.seqQ / tile.blockQ), problem.headsQ, problem.batch],
+    workgroups: [problem.headsQ, Math.ceil(problem.seqQ / tile.blockQ), problem.batch],
   };
 }
 
@@ -181,7 +181,7 @@ function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProbl
     types: { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] },
     tile,
     maskBlock,
-    workgroups: [Math.ceil(problem.seqQ / tile.blockQ), problem.headsQ, problem.batch],
+    workgroups: [problem.headsQ, Math.ceil(problem.seqQ / tile.blockQ), problem.batch],
   };
 }
 
@@ -260,9 +260,9 @@ export class FlashAttentionPrefill {
     const plan =
       choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, tile, cache, matrixKernel) : planVectorKernel(runtime, problem, choice.tier, tile, cache, checkF16);
     const maxGroups = runtime.capabilities.limits.maxComputeWorkgroupsPerDimension;
-    const names = ['query blocks (q.shape[2] / blockQ)', 'q.shape[1]', 'q.shape[0]'];
+    const names = ['q.shape[1]', 'query blocks (q.shape[2] / blockQ)', 'q.shape[0]'];
     plan.workgroups.forEach((g, i) => {
-      if (g > maxGroups) throw new TileConfigError(i === 0 ? 'tile.blockQ' : names[i], `${names[i]} = ${g} workgroups in one dimension`, `at most ${maxGroups}`);
+      if (g > maxGroups) throw new TileConfigError(i === 1 ? 'tile.blockQ' : names[i], `${names[i]} = ${g} workgroups in one dimension`, `at most ${maxGroups}`);
     });
     const kernel = await runtime.pipelines.get(plan.source, 'main', plan.consts, plan.types, plan.unroll);
     const layout = kernel.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
