@@ -1,8 +1,7 @@
 // FastAttention prefill: FlashAttention-2 with two-level tiling and the tiling-mask.
 //
-// Grid: (query heads, query blocks, batch); query blocks are taken last to first
-// (see flashAttentionPrefillSubgroupMatrix.wgsl: the longest causal work starts
-// first). Level 1: a workgroup owns BLOCK_Q
+// Grid: query blocks (last to first), query heads and batch, in the order
+// headAndQStart (common/prefillParams.wgsl) explains. Level 1: a workgroup owns BLOCK_Q
 // query rows and walks the non-empty key blocks of its row block, one K/V span
 // of BLOCK_KV keys per outer step. Level 2: the workgroup is ROW_GROUPS row groups
 // of THREADS_PER_ROW invocations; an invocation owns ROWS_PER_THREAD rows,
@@ -233,11 +232,12 @@ fn rowOf(rowGroup: u32, i: u32) -> u32 {
 @compute @workgroup_size(THREADS)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) groups: vec3u, @builtin(local_invocation_index) tid: u32) {
   let b = wg.z;
-  let hq = wg.x;
+  let at = headAndQStart(wg, groups);
+  let hq = at.x;
   let hkv = hq / params.groupSize;
   let seqQ = params.seqQ;
   let kvLen = min(params.kvLen[b], params.seqK);
-  let qStart = (groups.y - 1u - wg.y) * BLOCK_Q;
+  let qStart = at.y;
   let rows = min(BLOCK_Q, seqQ - qStart);
   let offset = i32(kvLen) - i32(seqQ);
   let rowGroup = tid / THREADS_PER_ROW;

@@ -2,7 +2,8 @@
 // subgroup-matrix tier). f16 Q/K/V/O in storage; S, softmax statistics and O
 // accumulate in f32.
 //
-// Grid: (query heads, query blocks, batch). A workgroup is SUBGROUPS subgroups of
+// Grid: query blocks (last to first), query heads and batch, in the order
+// headAndQStart (common/prefillParams.wgsl) explains. A workgroup is SUBGROUPS subgroups of
 // SG_SIZE invocations; subgroup `sg` (from @builtin(subgroup_id), so matrix
 // offsets derived from it are subgroup-uniform) owns query rows
 // [16·sg, 16·sg + 16) of the workgroup's BLOCK_Q = 16·SUBGROUPS rows.
@@ -35,14 +36,6 @@
 // src/runtime/wgslUnroll.ts with the counts D16, KV16, HALF_KV and
 // WORDS_PER_THREAD): matrices indexed by a loop counter were kept in memory by
 // the driver, at half the speed.
-//
-// Workgroups take query blocks last to first, with heads varying fastest: under
-// a causal mask the last blocks visit the most keys, and GPUs start workgroups
-// in about x-fastest order, so every head's longest block starts before any
-// shorter one (longest first). Taking each head's blocks in turn instead left
-// the long blocks of the last heads to start near the end: a list-scheduling
-// model of S = 4096 (32 heads × 32 blocks on 132 SMs) puts that tail at 13–30%
-// of the ideal time, and longest first at 1–2%.
 //
 // No value can overflow f16 here: Q is not pre-scaled (the scale multiplies the
 // f32 S), P ≤ 2^RESCALE_LOG2 and |O| ≤ max |V|.
@@ -155,11 +148,12 @@ fn main(
   @builtin(subgroup_invocation_id) lane: u32,
 ) {
   let b = wg.z;
-  let hq = wg.x;
+  let at = headAndQStart(wg, groups);
+  let hq = at.x;
   let hkv = hq / params.groupSize;
   let seqQ = params.seqQ;
   let kvLen = min(params.kvLen[b], params.seqK);
-  let qStart = (groups.y - 1u - wg.y) * BLOCK_Q;
+  let qStart = at.y;
   let rows = min(BLOCK_Q, seqQ - qStart);
   let offset = i32(kvLen) - i32(seqQ);
   // This invocation's row (of the workgroup's BLOCK_Q) and half of it.

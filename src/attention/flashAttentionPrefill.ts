@@ -100,6 +100,16 @@ interface KernelPlan {
   workgroups: [number, number, number];
 }
 
+/**
+ * The prefill grid: (query blocks, heads, batch), or (heads, query blocks,
+ * batch) under a causal mask so that every head's longest block starts first;
+ * the kernels map it back in `headAndQStart` (shaders/common/prefillParams.wgsl).
+ */
+export function prefillGrid(problem: Pick<AttentionProblem, 'seqQ' | 'headsQ' | 'batch' | 'causal'>, blockQ: number): [number, number, number] {
+  const blocks = Math.ceil(problem.seqQ / blockQ);
+  return problem.causal ? [problem.headsQ, blocks, problem.batch] : [blocks, problem.headsQ, problem.batch];
+}
+
 /** The tuned entry for this problem, if its tier runs here with this dtype and its tile fits this device. */
 function usableTuned(runtime: FastAttentionRuntime, problem: AttentionProblem): TunedEntry | undefined {
   const entry = lookupTuned(runtime.tuning, problem);
@@ -137,7 +147,7 @@ function planVectorKernel(
     },
     tile,
     maskBlock: geometry.maskBlock,
-    workgroups: [problem.headsQ, Math.ceil(problem.seqQ / tile.blockQ), problem.batch],
+    workgroups: prefillGrid(problem, tile.blockQ),
   };
 }
 
@@ -181,7 +191,7 @@ function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProbl
     types: { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] },
     tile,
     maskBlock,
-    workgroups: [problem.headsQ, Math.ceil(problem.seqQ / tile.blockQ), problem.batch],
+    workgroups: prefillGrid(problem, tile.blockQ),
   };
 }
 
@@ -260,9 +270,10 @@ export class FlashAttentionPrefill {
     const plan =
       choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, tile, cache, matrixKernel) : planVectorKernel(runtime, problem, choice.tier, tile, cache, checkF16);
     const maxGroups = runtime.capabilities.limits.maxComputeWorkgroupsPerDimension;
-    const names = ['q.shape[1]', 'query blocks (q.shape[2] / blockQ)', 'q.shape[0]'];
+    const blocksLabel = 'query blocks (q.shape[2] / blockQ)';
+    const names = problem.causal ? ['q.shape[1]', blocksLabel, 'q.shape[0]'] : [blocksLabel, 'q.shape[1]', 'q.shape[0]'];
     plan.workgroups.forEach((g, i) => {
-      if (g > maxGroups) throw new TileConfigError(i === 1 ? 'tile.blockQ' : names[i], `${names[i]} = ${g} workgroups in one dimension`, `at most ${maxGroups}`);
+      if (g > maxGroups) throw new TileConfigError(names[i] === blocksLabel ? 'tile.blockQ' : names[i], `${names[i]} = ${g} workgroups in one dimension`, `at most ${maxGroups}`);
     });
     const kernel = await runtime.pipelines.get(plan.source, 'main', plan.consts, plan.types, plan.unroll);
     const layout = kernel.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
