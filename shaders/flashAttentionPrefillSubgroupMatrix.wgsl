@@ -194,7 +194,7 @@ fn main(
     if (sg * 16u >= r0 && sg * 16u < r0 + Q_ROUND) {
       let at = (sg * 16u - r0) * KV_PITCH;
       //#for t in D16
-      qm{t} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&kTile, at + {t}u * 16u, false, KV_PITCH);
+      qm{t} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&kTile, at + {t}u * 16u, KV_PITCH);
       //#endfor
     }
   }
@@ -238,11 +238,11 @@ fn main(
     //#endfor
     //#for t in D16
     //#for n in KV16
-    st{n} = subgroupMatrixMultiplyAccumulate(qm{t}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kTile, {n}u * 16u * KV_PITCH + {t}u * 16u, true, KV_PITCH), st{n});
+    st{n} = subgroupMatrixMultiplyAccumulate(qm{t}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&kTile, {n}u * 16u * KV_PITCH + {t}u * 16u, KV_PITCH), st{n});
     //#endfor
     //#endfor
     //#for n in KV16
-    subgroupMatrixStore(&sTile, sRow + {n}u * 16u, st{n}, false, S_PITCH);
+    subgroupMatrixStore<row_major>(&sTile, sRow + {n}u * 16u, st{n}, S_PITCH);
     //#endfor
     workgroupBarrier();
 
@@ -281,22 +281,22 @@ fn main(
     if (workgroupUniformLoad(&rescaleFlag[kb % 2u]) != 0u) {
       // O tiles go one at a time through this subgroup's S scratch (S is in registers by now).
       //#for t in D16
-      subgroupMatrixStore(&sTile, sRow, om{t}, false, S_PITCH);
+      subgroupMatrixStore<row_major>(&sTile, sRow, om{t}, S_PITCH);
       workgroupBarrier();
       for (var j = 0u; j < 8u; j++) { sTile[oAt + j] *= alpha; }
       workgroupBarrier();
-      om{t} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&sTile, sRow, false, S_PITCH);
+      om{t} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>, row_major>(&sTile, sRow, S_PITCH);
       workgroupBarrier();
       //#endfor
     }
 
     // O += P·V.
     //#for n in KV16
-    let pm{n} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&pTile, pRow + {n}u * 16u, false, P_PITCH);
+    let pm{n} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&pTile, pRow + {n}u * 16u, P_PITCH);
     //#endfor
     //#for t in D16
     //#for n in KV16
-    om{t} = subgroupMatrixMultiplyAccumulate(pm{n}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&vTile, {n}u * 16u * KV_PITCH + {t}u * 16u, false, KV_PITCH), om{t});
+    om{t} = subgroupMatrixMultiplyAccumulate(pm{n}, subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, row_major>(&vTile, {n}u * 16u * KV_PITCH + {t}u * 16u, KV_PITCH), om{t});
     //#endfor
     //#endfor
   }
@@ -307,7 +307,7 @@ fn main(
   let oRow = (b * params.oBatch + hq * params.oHead + (qStart + myRow) * params.oSeq) + half * 2u;
   //#for t in D16
   workgroupBarrier();
-  subgroupMatrixStore(&sTile, sRow, om{t}, false, S_PITCH);
+  subgroupMatrixStore<row_major>(&sTile, sRow, om{t}, S_PITCH);
   workgroupBarrier();
   if (rowValid) {
     o[oRow + {t}u * 4u] = vec4<f16>(vec4f(sTile[oAt], sTile[oAt + 1u], sTile[oAt + 2u], sTile[oAt + 3u]) * inv);

@@ -97,10 +97,10 @@ fn gemmMatrix(
     }
     workgroupBarrier();
     for (var kk = 0u; kk < BK; kk += 16u) {
-      let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&aTile, sm * PITCH + kk, false, PITCH);
-      let a1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&aTile, (sm + 16u) * PITCH + kk, false, PITCH);
-      let b0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&wTile, sn * PITCH + kk, true, PITCH);
-      let b1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&wTile, (sn + 16u) * PITCH + kk, true, PITCH);
+      let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&aTile, sm * PITCH + kk, PITCH);
+      let a1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&aTile, (sm + 16u) * PITCH + kk, PITCH);
+      let b0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&wTile, sn * PITCH + kk, PITCH);
+      let b1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&wTile, (sn + 16u) * PITCH + kk, PITCH);
       c00 = subgroupMatrixMultiplyAccumulate(a0, b0, c00);
       c01 = subgroupMatrixMultiplyAccumulate(a0, b1, c01);
       c10 = subgroupMatrixMultiplyAccumulate(a1, b0, c10);
@@ -113,7 +113,7 @@ fn gemmMatrix(
     if (q == 1u) { t = c01; }
     if (q == 2u) { t = c10; }
     if (q == 3u) { t = c11; }
-    subgroupMatrixStore(&outTile, sg * 256u, t, false, 16u);
+    subgroupMatrixStore<row_major>(&outTile, sg * 256u, t, 16u);
     workgroupBarrier();
     let rowBase = m0 + sm + (q / 2u) * 16u;
     let colBase = n0 + sn + (q % 2u) * 16u;

@@ -56,12 +56,12 @@ fn gemmMatrixDirect(
   var c13 = subgroup_matrix_result<f32, 16, 16>();
   if (cols == 4u) {
     for (var k = 0u; k < K; k += 16u) {
-      let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a, m0 * K + k, false, K);
-      let a1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a, (m0 + 16u) * K + k, false, K);
-      let b0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&w, n0 * K + k, true, K);
-      let b1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&w, (n0 + 16u) * K + k, true, K);
-      let b2 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&w, (n0 + 32u) * K + k, true, K);
-      let b3 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&w, (n0 + 48u) * K + k, true, K);
+      let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a, m0 * K + k, K);
+      let a1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a, (m0 + 16u) * K + k, K);
+      let b0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w, n0 * K + k, K);
+      let b1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w, (n0 + 16u) * K + k, K);
+      let b2 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w, (n0 + 32u) * K + k, K);
+      let b3 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w, (n0 + 48u) * K + k, K);
       c00 = subgroupMatrixMultiplyAccumulate(a0, b0, c00);
       c01 = subgroupMatrixMultiplyAccumulate(a0, b1, c01);
       c02 = subgroupMatrixMultiplyAccumulate(a0, b2, c02);
@@ -74,18 +74,18 @@ fn gemmMatrixDirect(
   } else if (cols > 0u) {
     // The last column block of a matrix whose N is not a multiple of BN: one tile at a time.
     for (var k = 0u; k < K; k += 16u) {
-      let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a, m0 * K + k, false, K);
-      let a1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&a, (m0 + 16u) * K + k, false, K);
-      let b0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&w, n0 * K + k, true, K);
+      let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a, m0 * K + k, K);
+      let a1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&a, (m0 + 16u) * K + k, K);
+      let b0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w, n0 * K + k, K);
       c00 = subgroupMatrixMultiplyAccumulate(a0, b0, c00);
       c10 = subgroupMatrixMultiplyAccumulate(a1, b0, c10);
       if (cols > 1u) {
-        let b1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&w, (n0 + 16u) * K + k, true, K);
+        let b1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w, (n0 + 16u) * K + k, K);
         c01 = subgroupMatrixMultiplyAccumulate(a0, b1, c01);
         c11 = subgroupMatrixMultiplyAccumulate(a1, b1, c11);
       }
       if (cols > 2u) {
-        let b2 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&w, (n0 + 32u) * K + k, true, K);
+        let b2 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&w, (n0 + 32u) * K + k, K);
         c02 = subgroupMatrixMultiplyAccumulate(a0, b2, c02);
         c12 = subgroupMatrixMultiplyAccumulate(a1, b2, c12);
       }
@@ -100,7 +100,7 @@ fn gemmMatrixDirect(
     if (q == 5u) { t = c11; }
     if (q == 6u) { t = c12; }
     if (q == 7u) { t = c13; }
-    subgroupMatrixStore(&outTile, sg * 256u, t, false, 16u);
+    subgroupMatrixStore<row_major>(&outTile, sg * 256u, t, 16u);
     workgroupBarrier();
     let rowBase = m0 + (q / 4u) * 16u;
     let colBase = n0 + (q % 4u) * 16u;

@@ -6,7 +6,7 @@
  * way), and WGSL has no unroll attribute. So such loops are written
  *
  *     //#for t in D16
- *     om{t} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<…>(&vTile, {t}u * 16u, false, PITCH), om{t});
+ *     om{t} = subgroupMatrixMultiplyAccumulate(pm, subgroupMatrixLoad<…, row_major>(&vTile, {t}u * 16u, PITCH), om{t});
  *     //#endfor
  *
  * and {@link unrollWgsl} repeats the body once per value 0 … count−1 of the

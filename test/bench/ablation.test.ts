@@ -33,7 +33,7 @@ describe('subgroup-matrix prefill ablations', () => {
     expect(spanBarriers(ablateMatrixPrefill(kernel.code, ['span-barrier']))).toBe(spanBarriers(kernel.code) - 1);
     const noSoftmax = ablateMatrixPrefill(kernel.code, ['softmax']);
     for (const gone of ['// Softmax for this', 'exp2(', 'pTile[pAt', 'workgroupUniformLoad(']) expect(noSoftmax, gone).not.toContain(gone);
-    expect(noSoftmax).toContain('subgroupMatrixStore(&sTile, sRow + {n}u * 16u, st{n}');
+    expect(noSoftmax).toContain('subgroupMatrixStore<row_major>(&sTile, sRow + {n}u * 16u, st{n}');
     expect(noSoftmax).toContain('// O += P·V.');
     expect(ablateMatrixPrefill(kernel.code, ['kv-loads']).split('spanWord(').length).toBe(kernel.code.split('spanWord(').length - 1);
   });
