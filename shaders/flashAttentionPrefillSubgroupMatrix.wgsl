@@ -33,9 +33,9 @@
 // while the current span computes.
 //
 // Every loop over matrices is unrolled (for-directives expanded by
-// src/runtime/wgslUnroll.ts with the counts D16, KV16, HALF_KV and
-// WORDS_PER_THREAD): matrices indexed by a loop counter were kept in memory by
-// the driver, at half the speed.
+// src/runtime/wgslUnroll.ts with the counts D16, KV16, HALF_KV,
+// WORDS_PER_THREAD, Q_ROUNDS and Q_WORDS): matrices indexed by a loop counter
+// were kept in memory by the driver, at half the speed.
 //
 // No value can overflow f16 here: Q is not pre-scaled (the scale multiplies the
 // f32 S), P ≤ 2^RESCALE_LOG2 and |O| ≤ max |V|.
@@ -123,6 +123,13 @@ fn storeWord(toV: bool, row: u32, word: u32, x: vec4u) {
   }
 }
 
+// Word `e` of the Q rows [r0, r0 + Q_ROUND) of the block at qStart (zeros past the round or the block's rows).
+fn qWord(r0: u32, e: u32, rows: u32, qBase: u32, qStart: u32, qSeq: u32) -> vec4u {
+  let r = r0 + e / D8;
+  if (e < Q_ROUND * D8 && r < rows) { return q[qBase + (qStart + r) * qSeq + e % D8]; }
+  return vec4u(0u);
+}
+
 // Word `e` of the K (x) and V (y) span starting at key kStart (zeros past the span or kvLen).
 // Paged, kBase is the sequence's page-table row and vBase the KV head's offset in a page.
 fn spanWord(e: u32, kStart: u32, kvLen: u32, kBase: u32, kSeq: u32, vBase: u32, vSeq: u32) -> array<vec4u, 2> {
@@ -178,40 +185,43 @@ fn main(
   let rot = lane / 2u;
   let oAt = myRow * S_PITCH + half * 8u;
 
-  // Q into registers, staged through the K tile Q_ROUND rows at a time (rows past seqQ as zeros).
-  //#for t in D16
-  var qm{t}: subgroup_matrix_left<f16, 16, 16>;
-  //#endfor
-  for (var r0 = 0u; r0 < BLOCK_Q; r0 += Q_ROUND) {
-    workgroupBarrier();
-    for (var e = tid; e < Q_ROUND * D8; e += THREADS) {
-      let r = r0 + e / D8;
-      var x = vec4u(0u);
-      if (r < rows) { x = q[qBase + (qStart + r) * qSeq + e % D8]; }
-      storeWord(false, e / D8, e % D8, x);
-    }
-    workgroupBarrier();
-    if (sg * 16u >= r0 && sg * 16u < r0 + Q_ROUND) {
-      let at = (sg * 16u - r0) * KV_PITCH;
-      //#for t in D16
-      qm{t} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&kTile, at + {t}u * 16u, KV_PITCH);
-      //#endfor
-    }
-  }
-  //#for t in D16
-  var om{t} = subgroup_matrix_result<f32, 16, 16>();
-  //#endfor
-
   let range = keyBlockRange(qStart, rows, kvLen, offset);
-  var m = NEG_BIG;
-  var l = 0.0;
-  if (tid == 0u) { rescaleFlag[0] = 0u; rescaleFlag[1] = 0u; }
-
   // Software pipelining: a span's K/V words are loaded into registers one span
   // ahead, so the global loads are in flight while the previous span computes.
   //#for i in WORDS_PER_THREAD
   var w{i} = spanWord(tid + {i}u * THREADS, range.x * BLOCK_KV, kvLen, kBase, kSeq, vBase, vSeq);
   //#endfor
+
+  // Q into registers, staged through the K tile Q_ROUND rows at a time. Every
+  // round's words are loaded before the first is staged, like the first span's
+  // K/V above: one global round trip instead of one per round.
+  //#for r in Q_ROUNDS
+  //#for i in Q_WORDS
+  let qw{r}_{i} = qWord({r}u * Q_ROUND, tid + {i}u * THREADS, rows, qBase, qStart, qSeq);
+  //#endfor
+  //#endfor
+  //#for t in D16
+  var qm{t}: subgroup_matrix_left<f16, 16, 16>;
+  //#endfor
+  //#for r in Q_ROUNDS
+  workgroupBarrier();
+  //#for i in Q_WORDS
+  if (tid + {i}u * THREADS < Q_ROUND * D8) { storeWord(false, (tid + {i}u * THREADS) / D8, (tid + {i}u * THREADS) % D8, qw{r}_{i}); }
+  //#endfor
+  workgroupBarrier();
+  if (sg * 16u >= {r}u * Q_ROUND && sg * 16u < ({r}u + 1u) * Q_ROUND) {
+    //#for t in D16
+    qm{t} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>, row_major>(&kTile, (sg * 16u - {r}u * Q_ROUND) * KV_PITCH + {t}u * 16u, KV_PITCH);
+    //#endfor
+  }
+  //#endfor
+  //#for t in D16
+  var om{t} = subgroup_matrix_result<f32, 16, 16>();
+  //#endfor
+
+  var m = NEG_BIG;
+  var l = 0.0;
+  if (tid == 0u) { rescaleFlag[0] = 0u; rescaleFlag[1] = 0u; }
 
   for (var kb = range.x; kb < range.y; kb++) {
     let kStart = kb * BLOCK_KV;

@@ -47,15 +47,21 @@ export function checkMatrixTile(t: MatrixTileConfig, headDim: number, limits: Ti
 /**
  * Trip counts of the kernel's unrolled loops: 16-column tiles of the head dim
  * (D16) and of a span (KV16), a span's columns per invocation in the softmax
- * (HALF_KV: two invocations per row), and the 16-byte K/V words each
- * invocation stages per span (WORDS_PER_THREAD).
+ * (HALF_KV: two invocations per row), the 16-byte K/V words each
+ * invocation stages per span (WORDS_PER_THREAD), and the rounds in which Q is
+ * staged through the K tile (Q_ROUNDS of min(blockQ, blockKV) rows) with the
+ * words each invocation loads per round (Q_WORDS).
  */
-export function matrixKernelCounts(t: MatrixTileConfig, headDim: number): { D16: number; KV16: number; HALF_KV: number; WORDS_PER_THREAD: number } {
+export function matrixKernelCounts(t: MatrixTileConfig, headDim: number): { D16: number; KV16: number; HALF_KV: number; WORDS_PER_THREAD: number; Q_ROUNDS: number; Q_WORDS: number } {
+  const threads = t.subgroups * MATRIX_SUBGROUP_SIZE;
+  const qRound = Math.min(t.blockQ, t.blockKV);
   return {
     D16: headDim / 16,
     KV16: t.blockKV / 16,
     HALF_KV: t.blockKV / 2,
-    WORDS_PER_THREAD: Math.ceil((t.blockKV * headDim) / 8 / (t.subgroups * MATRIX_SUBGROUP_SIZE)),
+    WORDS_PER_THREAD: Math.ceil((t.blockKV * headDim) / 8 / threads),
+    Q_ROUNDS: Math.ceil(t.blockQ / qRound),
+    Q_WORDS: Math.ceil((qRound * headDim) / 8 / threads),
   };
 }
 

@@ -49,6 +49,9 @@ describe('the unrolled subgroup-matrix kernel', () => {
       expect(code).not.toMatch(/\/\/#(for|endfor)|\{[a-z]\}/);
       expect(code.match(/var om\d+ = /g)).toHaveLength(counts.D16);
       expect(code.match(/var qm\d+: /g)).toHaveLength(counts.D16);
+      // Every Q round's words are loaded before the first is staged.
+      expect(code.match(/let qw\d+_\d+ = qWord\(/g)).toHaveLength(counts.Q_ROUNDS * counts.Q_WORDS);
+      expect(code.indexOf('let qw')).toBeLessThan(code.indexOf('storeWord(false, (tid'));
       expect(code.match(/var st\d+ = /g)).toHaveLength(counts.KV16);
       // S = Q·Kᵀ and O += P·V each take D16 × KV16 matrix steps.
       expect(code.match(/subgroupMatrixMultiplyAccumulate/g)).toHaveLength(2 * counts.D16 * counts.KV16);
@@ -59,7 +62,10 @@ describe('the unrolled subgroup-matrix kernel', () => {
 
   it('counts the staged words per invocation with a ragged last round', () => {
     // 32 keys × 128 dims = 512 words over 256 invocations; 16 × 80 = 160 words over 64.
-    expect(matrixKernelCounts({ blockQ: 128, blockKV: 32, subgroups: 8 }, 128)).toEqual({ D16: 8, KV16: 2, HALF_KV: 16, WORDS_PER_THREAD: 2 });
-    expect(matrixKernelCounts({ blockQ: 32, blockKV: 16, subgroups: 2 }, 80)).toEqual({ D16: 5, KV16: 1, HALF_KV: 8, WORDS_PER_THREAD: 3 });
+    // Q: 128 rows in 4 rounds of 32 (2 words each per invocation); 32 rows in 2 rounds of 16 (160 words over 64: 3).
+    expect(matrixKernelCounts({ blockQ: 128, blockKV: 32, subgroups: 8 }, 128)).toEqual({ D16: 8, KV16: 2, HALF_KV: 16, WORDS_PER_THREAD: 2, Q_ROUNDS: 4, Q_WORDS: 2 });
+    expect(matrixKernelCounts({ blockQ: 32, blockKV: 16, subgroups: 2 }, 80)).toEqual({ D16: 5, KV16: 1, HALF_KV: 8, WORDS_PER_THREAD: 3, Q_ROUNDS: 2, Q_WORDS: 3 });
+    // A last round past the block (128 rows in rounds of 48) is still a round.
+    expect(matrixKernelCounts({ blockQ: 128, blockKV: 48, subgroups: 8 }, 64).Q_ROUNDS).toBe(3);
   });
 });
