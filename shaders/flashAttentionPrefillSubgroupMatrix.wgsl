@@ -206,7 +206,10 @@ fn main(
   //#for r in Q_ROUNDS
   workgroupBarrier();
   //#for i in Q_WORDS
-  if (tid + {i}u * THREADS < Q_ROUND * D8) { storeWord(false, (tid + {i}u * THREADS) / D8, (tid + {i}u * THREADS) % D8, qw{r}_{i}); }
+  {
+    let e = tid + {i}u * THREADS;
+    if (e < Q_ROUND * D8) { storeWord(false, e / D8, e % D8, qw{r}_{i}); }
+  }
   //#endfor
   workgroupBarrier();
   if (sg * 16u >= {r}u * Q_ROUND && sg * 16u < ({r}u + 1u) * Q_ROUND) {

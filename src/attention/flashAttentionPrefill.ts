@@ -97,17 +97,24 @@ interface KernelPlan {
   unroll: UnrollCounts;
   tile: TileConfig | MatrixTileConfig;
   maskBlock: number;
-  workgroups: [number, number, number];
 }
+
+const QUERY_BLOCKS = 'query blocks (q.shape[2] / blockQ)';
 
 /**
  * The prefill grid: (query blocks, heads, batch), or (heads, query blocks,
  * batch) under a causal mask so that every head's longest block starts first;
  * the kernels map it back in `headAndQStart` (shaders/common/prefillParams.wgsl).
+ * `names` says what each dimension counts, for the error when one is too large.
  */
-export function prefillGrid(problem: Pick<AttentionProblem, 'seqQ' | 'headsQ' | 'batch' | 'causal'>, blockQ: number): [number, number, number] {
-  const blocks = Math.ceil(problem.seqQ / blockQ);
-  return problem.causal ? [problem.headsQ, blocks, problem.batch] : [blocks, problem.headsQ, problem.batch];
+export function prefillGrid(
+  problem: Pick<AttentionProblem, 'seqQ' | 'headsQ' | 'batch' | 'causal'>,
+  blockQ: number,
+): { groups: [number, number, number]; names: [string, string, string] } {
+  const blocks = [QUERY_BLOCKS, Math.ceil(problem.seqQ / blockQ)] as const;
+  const heads = ['q.shape[1]', problem.headsQ] as const;
+  const [x, y] = problem.causal ? [heads, blocks] : [blocks, heads];
+  return { groups: [x[1], y[1], problem.batch], names: [x[0], y[0], 'q.shape[0]'] };
 }
 
 /** The tuned entry for this problem, if its tier runs here with this dtype and its tile fits this device. */
@@ -147,7 +154,6 @@ function planVectorKernel(
     },
     tile,
     maskBlock: geometry.maskBlock,
-    workgroups: prefillGrid(problem, tile.blockQ),
   };
 }
 
@@ -191,7 +197,6 @@ function planMatrixKernel(runtime: FastAttentionRuntime, problem: AttentionProbl
     types: { enables: ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'] },
     tile,
     maskBlock,
-    workgroups: prefillGrid(problem, tile.blockQ),
   };
 }
 
@@ -215,6 +220,7 @@ export class FlashAttentionPrefill {
     private readonly runtime: FastAttentionRuntime,
     readonly problem: AttentionProblem,
     plan: KernelPlan,
+    workgroups: [number, number, number],
     private readonly kernel: CompiledKernel,
     private readonly params: ParamsPool,
     private readonly mMask: GPUBuffer,
@@ -234,18 +240,15 @@ export class FlashAttentionPrefill {
       ? runtime.ledger.create('flashAttentionPrefill', { label: 'flashAttentionPrefill.statusReadback', size: 16, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST })
       : undefined;
     this.kvScratch = new Uint32Array(problem.batch);
-    this.workgroups = plan.workgroups;
+    this.workgroups = workgroups;
     this.tile = plan.tile;
   }
 
   /**
    * Validate the problem and the tile configuration against the device, then
-   * compile (or fetch from cache) the specialized pipeline.
-   */
-  /**
-   * Validate, plan and compile. `matrixKernel` replaces the subgroup-matrix
-   * kernel file: only the ablation benchmark (src/bench/ablation.ts) passes one,
-   * a variant of that file under a name of its own.
+   * compile (or fetch from cache) the specialized pipeline. `matrixKernel`
+   * replaces the subgroup-matrix kernel file: only the ablation benchmark
+   * (src/bench/ablation.ts) passes one, a variant of that file under a name of its own.
    */
   static async create(runtime: FastAttentionRuntime, options: AttentionOptions, matrixKernel: KernelSource = flashAttentionPrefillMatrixKernel): Promise<FlashAttentionPrefill> {
     runtime.assertAlive();
@@ -270,10 +273,10 @@ export class FlashAttentionPrefill {
     const plan =
       choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, tile, cache, matrixKernel) : planVectorKernel(runtime, problem, choice.tier, tile, cache, checkF16);
     const maxGroups = runtime.capabilities.limits.maxComputeWorkgroupsPerDimension;
-    const blocksLabel = 'query blocks (q.shape[2] / blockQ)';
-    const names = problem.causal ? ['q.shape[1]', blocksLabel, 'q.shape[0]'] : [blocksLabel, 'q.shape[1]', 'q.shape[0]'];
-    plan.workgroups.forEach((g, i) => {
-      if (g > maxGroups) throw new TileConfigError(names[i] === blocksLabel ? 'tile.blockQ' : names[i], `${names[i]} = ${g} workgroups in one dimension`, `at most ${maxGroups}`);
+    const grid = prefillGrid(problem, plan.tile.blockQ);
+    grid.groups.forEach((g, i) => {
+      const name = grid.names[i];
+      if (g > maxGroups) throw new TileConfigError(name === QUERY_BLOCKS ? 'tile.blockQ' : name, `${name} = ${g} workgroups in one dimension`, `at most ${maxGroups}`);
     });
     const kernel = await runtime.pipelines.get(plan.source, 'main', plan.consts, plan.types, plan.unroll);
     const layout = kernel.bindings.find((b) => b.name === PARAMS_BINDING)!.struct!;
@@ -286,7 +289,7 @@ export class FlashAttentionPrefill {
       runtime.capabilities.limits.minStorageBufferOffsetAlignment,
     );
     const mask = runtime.mMask(plan.maskBlock);
-    return new FlashAttentionPrefill(runtime, problem, plan, kernel, params, mask.buffer, mask.bytes, choice, cache, checkF16);
+    return new FlashAttentionPrefill(runtime, problem, plan, grid.groups, kernel, params, mask.buffer, mask.bytes, choice, cache, checkF16);
   }
 
   /**

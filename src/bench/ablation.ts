@@ -13,7 +13,7 @@ import { FlashAttentionPrefill, flashAttentionPrefillMatrixKernel } from '../att
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import type { KernelSource } from '../runtime/pipelineCache.js';
 import { BufferUsage } from '../runtime/usage.js';
-import type { MatrixTileConfig } from '../tiling/matrixTile.js';
+import { chooseMatrixTile, type MatrixTileConfig } from '../tiling/matrixTile.js';
 import { filledBuffer, type BenchCase } from './suite.js';
 import { timeGpu, type Timing } from './timing.js';
 
@@ -124,8 +124,9 @@ export interface AblationReport {
 
 export interface AblationOptions {
   shape: BenchCase;
+  /** The first set is `[]`: the whole kernel, the baseline of `speedupVsWhole`. Default {@link DEFAULT_ABLATION_SETS}. */
   sets?: readonly (readonly MatrixPrefillAblation[])[];
-  /** Default: the tile the runtime picks for this shape (tuned or default). */
+  /** Default: the tier's default tile for the head dim (an explicit tier takes no tuned tile). */
   tile?: MatrixTileConfig;
   samples?: number;
   ceilings?: Record<string, unknown>;
@@ -137,21 +138,21 @@ export async function runAblation(rt: FastAttentionRuntime, options: AblationOpt
   const c = options.shape;
   const shape = [c.batch, c.heads, c.seq, c.headDim] as const;
   const attn = { q: { shape }, k: { shape }, v: { shape }, causal: c.causal, dtype: 'f16', tier: 'subgroup-matrix' } as const;
-  const whole = await FlashAttentionPrefill.create(rt, { ...attn, tile: options.tile });
-  const tile = whole.tile as MatrixTileConfig;
-  whole.destroy();
+  const sets = options.sets ?? DEFAULT_ABLATION_SETS;
+  if (sets[0]?.length !== 0) throw new Error('runAblation: the first set must be [] (the whole kernel, the baseline of every row)');
+  const tile = options.tile ?? chooseMatrixTile(c.headDim, rt.tileLimits);
   const n = c.batch * c.heads * c.seq * c.headDim;
   const dev = rt.device;
   const bufs = { q: filledBuffer(dev, n, 1, 'f16'), k: filledBuffer(dev, n, 2, 'f16'), v: filledBuffer(dev, n, 3, 'f16'), o: dev.createBuffer({ size: Math.ceil((n * 2) / 4) * 4, usage: BufferUsage.STORAGE }) };
   const ceiling = options.ceilings?.subgroup_matrix_f16_f32_16x16x16_tflops;
   const rows: AblationRow[] = [];
   try {
-    for (const set of options.sets ?? DEFAULT_ABLATION_SETS) {
+    for (const set of sets) {
       const op = await FlashAttentionPrefill.create(rt, { ...attn, tile }, ablatedMatrixKernel(set));
       try {
         const timing = await timeGpu(dev, (enc) => op.encode(enc, bufs), { samples: options.samples ?? 9, minSampleMs: 100, maxBatch: 64 });
         const tflops = attentionFlops(op.problem) / timing.medianMs / 1e9;
-        const wholeMs = rows[0]?.timing.medianMs ?? timing.medianMs;
+        const wholeMs = rows.length ? rows[0].timing.medianMs : timing.medianMs;
         const row = { ablations: [...set], timing, tflops, speedupVsWhole: wholeMs / timing.medianMs, fractionOfCeiling: typeof ceiling === 'number' ? tflops / ceiling : null };
         rows.push(row);
         options.onRow?.(row);

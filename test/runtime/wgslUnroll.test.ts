@@ -51,7 +51,9 @@ describe('the unrolled subgroup-matrix kernel', () => {
       expect(code.match(/var qm\d+: /g)).toHaveLength(counts.D16);
       // Every Q round's words are loaded before the first is staged.
       expect(code.match(/let qw\d+_\d+ = qWord\(/g)).toHaveLength(counts.Q_ROUNDS * counts.Q_WORDS);
-      expect(code.indexOf('let qw')).toBeLessThan(code.indexOf('storeWord(false, (tid'));
+      const firstQStore = code.indexOf('storeWord(false, e / D8, e % D8, qw0_0)');
+      expect(firstQStore).toBeGreaterThan(0);
+      expect(code.lastIndexOf('let qw', firstQStore)).toBe(code.lastIndexOf('let qw'));
       expect(code.match(/var st\d+ = /g)).toHaveLength(counts.KV16);
       // S = Q·Kᵀ and O += P·V each take D16 × KV16 matrix steps.
       expect(code.match(/subgroupMatrixMultiplyAccumulate/g)).toHaveLength(2 * counts.D16 * counts.KV16);
