@@ -148,6 +148,21 @@ export function resolveKvSource(
 }
 
 /**
+ * For kernels of their own that take the common attention options (the Volta
+ * kernel, the NPU Cube/Vector pipeline): refuse what only the fused prefill has
+ * (a tier, its tile, the f16 range check) with an `UnsupportedError` naming the
+ * field, before any GPU work, instead of ignoring it. `kernel` names the kernel
+ * in the messages; `tileInstead` is the option it takes in place of a tile.
+ */
+export function rejectFusedKernelOptions(options: object, kernel: string, tileInstead: string): void {
+  const o = options as AttentionOptions;
+  if (o.tile !== undefined) throw new UnsupportedError('tile', `the fused kernel's tile does not apply to the ${kernel}`, `omit tile; use ${tileInstead}`);
+  if (o.tier !== undefined) throw new UnsupportedError('tier', `${JSON.stringify(o.tier)}: the ${kernel} is a kernel of its own, not a tier of the fused one`, 'omit tier');
+  if (o.checkF16Range !== undefined && o.checkF16Range !== false)
+    throw new UnsupportedError('checkF16Range', `${JSON.stringify(o.checkF16Range)}: the ${kernel} has no f16 range check (it computes in f32)`, "false or omitted (the fused prefill's f32 tier runs the check)");
+}
+
+/**
  * Validate options into a normalized problem, or throw a typed error naming the
  * field. Only operators that read a paged cache pass `allowCache`; the others
  * reject `cache` instead of ignoring it.

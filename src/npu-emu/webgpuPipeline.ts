@@ -25,7 +25,7 @@
 import cubeVectorWgsl from '../../shaders/npuCubeVector.wgsl?raw';
 import { BufferError, TileConfigError, UnsupportedError } from '../errors.js';
 import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/encode.js';
-import { normalizeProblem, resolveAttentionBuffers, type AttentionBuffers, type AttentionOptions, type AttentionProblem } from '../attention/problem.js';
+import { normalizeProblem, rejectFusedKernelOptions, resolveAttentionBuffers, type AttentionBuffers, type AttentionOptions, type AttentionProblem } from '../attention/problem.js';
 import type { FastAttentionRuntime } from '../runtime/runtime.js';
 import { PARAMS_BINDING, type CompiledKernel } from '../runtime/pipelineCache.js';
 import { ParamsPool } from '../runtime/paramsPool.js';
@@ -235,14 +235,7 @@ export class WebGpuCubeVectorPipeline {
     runtime.assertAlive();
     const dtype: unknown = options.dtype ?? 'f32';
     if (dtype !== 'f32') throw new UnsupportedError('dtype', `${JSON.stringify(dtype)} storage is not read by the Cube/Vector pipeline (its kernel reads f32)`, 'f32');
-    // Options of the fused kernel that this one cannot honour: refused, not ignored.
-    const inherited = options as AttentionOptions;
-    if (inherited.tier !== undefined)
-      throw new UnsupportedError('tier', `${JSON.stringify(inherited.tier)}: the Cube/Vector pipeline is a kernel of its own (f32), not a tier of the fused one`, 'omit tier');
-    if (inherited.tile !== undefined)
-      throw new UnsupportedError('tile', 'the Cube/Vector pipeline takes `tiling`, not the fused kernel\'s tile', 'omit tile; use tiling: { blockQ, blockKV, subKV, vecRows, gmStages }');
-    if (inherited.checkF16Range !== undefined && inherited.checkF16Range !== false)
-      throw new UnsupportedError('checkF16Range', `${JSON.stringify(inherited.checkF16Range)}: the Cube/Vector kernel has no f16 range check (it computes in f32)`, 'false or omitted (the fused prefill\'s f32 tier runs the check)');
+    rejectFusedKernelOptions(options, 'Cube/Vector pipeline', 'tiling: { blockQ, blockKV, subKV, vecRows, gmStages }');
     const p = normalizeProblem(options);
     if (options.schedule !== 'unified' && options.schedule !== 'twoLevel')
       throw new NpuConfigError('schedule', `got ${JSON.stringify(options.schedule)}`, 'unified, twoLevel');

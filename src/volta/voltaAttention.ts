@@ -21,6 +21,7 @@ import { encodeDispatch, submitAndWait, type EncodeTarget } from '../attention/e
 import {
   normalizeKvLengths,
   normalizeProblem,
+  rejectFusedKernelOptions,
   resolveAttentionBuffers,
   type AttentionBuffers,
   type AttentionCallOptions,
@@ -160,13 +161,7 @@ export class VoltaAttention {
     runtime.assertAlive();
     if (!VOLTA_ACCUMULATORS.includes(options?.accumulator))
       throw new UnsupportedError('accumulator', `unknown accumulator layout ${JSON.stringify(options?.accumulator)}`, VOLTA_ACCUMULATORS.join(', '));
-    if ((options as AttentionOptions).tile !== undefined)
-      throw new UnsupportedError('tile', 'the Volta kernel takes `config`, not the fused kernel\'s tile', 'omit tile; use config: { warps, blockKV }');
-    if ((options as { tier?: unknown }).tier !== undefined)
-      throw new UnsupportedError('tier', 'the Volta kernel is a kernel of its own, not a tier of the fused one', 'omit tier');
-    const checkF16Range = (options as AttentionOptions).checkF16Range;
-    if (checkF16Range !== undefined && checkF16Range !== false)
-      throw new UnsupportedError('checkF16Range', `${JSON.stringify(checkF16Range)}: the Volta kernel has no f16 range check (it stores and computes in f32)`, 'false or omitted (the fused prefill\'s f32 tier runs the check)');
+    rejectFusedKernelOptions(options, 'Volta kernel', 'config: { warps, blockKV }');
     const problem = normalizeProblem(options);
     if (problem.dtype !== 'f32') throw new UnsupportedError('dtype', `${problem.dtype} storage is not read by the Volta kernel`, 'f32');
     if (!(VOLTA_HEAD_DIMS as readonly number[]).includes(problem.headDim))
