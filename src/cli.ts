@@ -52,6 +52,12 @@ function list(s: string | undefined, fallback: number[]): number[] {
   return s ? s.split(',').map((x) => Number(x.trim())) : fallback;
 }
 
+/** A results file: the JSON report, and its table beside it as markdown (NAME.md), for reading in a repository browser. */
+function writeResults(out: string, command: string, report: object, table: string): void {
+  writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(out.replace(/\.json$/, '') + '.md', `# fastattn ${command}\n\n\`\`\`text\n${table}\n\`\`\`\n`);
+}
+
 function measureCeilings(script: string): Record<string, unknown> {
   const r = spawnSync(process.execPath, [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
@@ -170,8 +176,7 @@ async function main(): Promise<number> {
     const out = values.out ?? join('bench', 'results', `ablation-${caps.adapter.vendor}-${started.replace(/[:.]/g, '-')}.json`);
     mkdirSync(join(out, '..'), { recursive: true });
     const table = formatAblationTable(report);
-    writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
-    writeFileSync(out.replace(/\.json$/, '') + '.md', `# fastattn ablate\n\n\`\`\`text\n${table}\n\`\`\`\n`);
+    writeResults(out, 'ablate', report, table);
     console.log(table);
     console.log(`results written to ${out} (and .md)`);
     rt.destroy();
@@ -212,10 +217,8 @@ async function main(): Promise<number> {
       writeFileSync(out, `${JSON.stringify({ adapter: caps.adapter, features: caps.features, date: started, ceilings: ceilings ?? null, complete: false, rows }, null, 2)}\n`);
     },
   });
-  // The same table beside the JSON, for reading in a repository browser.
   const table = formatBenchTable(report);
-  writeFileSync(out, `${JSON.stringify({ ...report, complete: true }, null, 2)}\n`);
-  writeFileSync(out.replace(/\.json$/, '') + '.md', `# fastattn bench\n\n\`\`\`text\n${table}\n\`\`\`\n`);
+  writeResults(out, 'bench', { ...report, complete: true }, table);
   console.log(values.json ? JSON.stringify(report, null, 2) : table);
   if (!values.json) console.log(`results written to ${out} (and .md)`);
   rt.destroy();
