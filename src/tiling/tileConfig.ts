@@ -104,6 +104,9 @@ export type VectorKernelCounts = {
   /** vec4 loads per invocation to stage one Q·Kᵀ slice, and one V slice. */
   QK_LOADS: number;
   V_LOADS: number;
+  /** vec4 steps of head dims in one Q·Kᵀ slice, and keys in one P·V slice. */
+  CHUNK4: number;
+  CHUNK: number;
 };
 
 /**
@@ -124,6 +127,8 @@ export function vectorKernelCounts(tile: TileConfig, headDim: number): VectorKer
     ROW4: div(tile.rowsPerThread + 3, 4),
     QK_LOADS: div((tile.blockQ + tile.blockKV) * chunk4 + threads - 1, threads),
     V_LOADS: div(tile.chunk * d4 + threads - 1, threads),
+    CHUNK4: chunk4,
+    CHUNK: tile.chunk,
   };
 }
 
@@ -169,15 +174,17 @@ export function checkTileConfig(tile: TileConfig, headDim: number, limits: TileL
 /**
  * Candidate configurations, best first on a GPU; the first that fits a device
  * is the default, and the tuner (src/tuning/) times all of them per adapter.
- * The first four are in the order of the H100 sweep at S = 4096, D = 128
- * (bench/results/bench-f32-h100-sweep1-*): 64×64 blocks of 4×4 score tiles over
- * 16-deep slices lead. Tiles of 8 rows per invocation measured slower there and
+ * The first four (without the third) are in the order of the H100 sweep at
+ * S = 4096, D = 128 (bench/results/bench-f32-h100-sweep1-*): 64×64 blocks of 4×4
+ * score tiles over 16-deep slices lead. The third, one 32-deep stage, measured
+ * level with them once the steps within a slice were unrolled; the tuner picks. Tiles of 8 rows per invocation measured slower there and
  * exceed the default register budget, so they are not candidates; the smaller
  * tiles are fallbacks for devices with less workgroup storage.
  */
 export const TILE_CANDIDATES: readonly TileConfig[] = [
   { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 16, kvStages: 1 },
   { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 16, kvStages: 2 },
+  { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 32, kvStages: 1 },
   { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 8, kvStages: 2 },
   { blockQ: 32, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 16, kvStages: 2 },
   { blockQ: 64, blockKV: 64, rowsPerThread: 4, threadsPerRow: 16, chunk: 8, kvStages: 1 },

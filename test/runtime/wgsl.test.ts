@@ -92,7 +92,7 @@ describe('the unrolled vector kernel', () => {
   const REGISTER_ARRAYS = /\b(m|l|acc|s|kv|pv|pRow|mx|mRow|qkNext|vNext|col4|part|total)\[[^\]]*\b(i|j|t|u|i4|c|kk)\b/;
   const tiles: TileConfig[] = [
     TILE_CANDIDATES[0],
-    TILE_CANDIDATES[5],
+    TILE_CANDIDATES[6],
     TILE_CANDIDATES[TILE_CANDIDATES.length - 1],
     // Rows that fill two row vectors, the second partly.
     { blockQ: 30, blockKV: 20, rowsPerThread: 5, threadsPerRow: 4, chunk: 4, kvStages: 2 },
@@ -110,9 +110,9 @@ describe('the unrolled vector kernel', () => {
         expect(code).not.toMatch(/\/\/#(for|endfor)|\{[A-Za-z_]\w*\}/);
         const main = code.slice(code.indexOf('fn main(')).replace(/\/\/.*$/gm, '');
         expect(main).not.toMatch(REGISTER_ARRAYS);
-        // One Q vec4 per row and one V vec4 per output column, per step.
-        expect(main.match(/let qv\d+ = /g)).toHaveLength(counts.ROWS_PER_THREAD);
-        expect(main.match(/let vx\d+ = /g)).toHaveLength(counts.DIMS4_PER_THREAD);
+        // One Q vec4 per row per head-dim step of a slice, and one V vec4 per output column per key of a slice.
+        expect(main.match(/let qv\d+ = /g)).toHaveLength(counts.ROWS_PER_THREAD * counts.CHUNK4);
+        expect(main.match(/let vx\d+ = /g)).toHaveLength(counts.DIMS4_PER_THREAD * counts.CHUNK);
         const r = reflectKernel(code);
         expect(r.bindings.main.map((b) => b.name)).toEqual(['params', 'q', 'k', 'v', 'o', 'mMask', 'pageTable', 'status']);
       }

@@ -60,6 +60,8 @@ describe('tile configurations', () => {
       ROW4: 1,
       QK_LOADS: 2,
       V_LOADS: 2,
+      CHUNK4: 4,
+      CHUNK: 16,
     });
     // Ragged rounds: 20 vec4 columns over 16 lanes; (32 + 16) · 2 = 96 Q/K vec4 and 8 · 20 = 160 V vec4 over 256 invocations.
     expect(vectorKernelCounts({ blockQ: 32, blockKV: 16, rowsPerThread: 2, threadsPerRow: 16, chunk: 8, kvStages: 2 }, 80)).toEqual({
@@ -69,6 +71,8 @@ describe('tile configurations', () => {
       ROW4: 1,
       QK_LOADS: 1,
       V_LOADS: 1,
+      CHUNK4: 2,
+      CHUNK: 8,
     });
     // 5 rows: two row vectors, the second with one row; 6 row groups × 4 lanes = 24 invocations.
     expect(vectorKernelCounts({ blockQ: 30, blockKV: 20, rowsPerThread: 5, threadsPerRow: 4, chunk: 4, kvStages: 2 }, 32)).toEqual({
@@ -78,6 +82,8 @@ describe('tile configurations', () => {
       ROW4: 2,
       QK_LOADS: 3,
       V_LOADS: 2,
+      CHUNK4: 1,
+      CHUNK: 4,
     });
     for (const tile of TILE_CANDIDATES)
       for (const d of [32, 64, 80, 128, 256]) {
