@@ -29,7 +29,7 @@ import { PARAMS_BINDING, type CompiledKernel } from '../runtime/pipelineCache.js
 import { ParamsPool } from '../runtime/paramsPool.js';
 import { BufferUsage, MapMode } from '../runtime/usage.js';
 import type { TileConfig } from '../tiling/tileConfig.js';
-import { chooseBlocks, layerCostModel, ROW_BLOCK, validateLayer, type AllReduceAlgorithm, type LayerConfig } from './allReduce.js';
+import { chooseBlocks, layerCostModel, pipelineMakespan, ROW_BLOCK, validateLayer, type AllReduceAlgorithm, type LayerConfig } from './allReduce.js';
 import { NpuConfigError } from './errors.js';
 import { ascend910B, type MachineConfig } from './machine.js';
 
@@ -82,9 +82,13 @@ export interface TensorParallelOptions {
   algorithm?: AllReduceAlgorithm;
   /** Rows per block of the tiled mode; default: the emulator's `chooseBlocks` on `machine`. */
   blocks?: number[];
-  /** Block granularity for `chooseBlocks`; default {@link ROW_BLOCK}. */
+  /** Block granularity for `chooseBlocks`; default {@link ROW_BLOCK}. Only without `blocks` (given together they throw). */
   granularity?: number;
-  /** Machine whose cost model picks the blocks; default `ascend910B`. */
+  /**
+   * Machine whose cost model picks the blocks, default `ascend910B`. With
+   * `blocks` it predicts their makespan instead (`predictedSeconds`, as
+   * `simulateTilingAllReduce` does for given blocks); `blocks` without it: no prediction.
+   */
   machine?: MachineConfig;
   /** Tile of the fused attention kernel; default: the runtime's choice. */
   tile?: TileConfig;
@@ -147,7 +151,7 @@ export function cpuTensorParallelReference(layer: LayerConfig, inputs: TensorPar
  */
 export class WebGpuTensorParallelLayer {
   readonly headsPerDevice: number;
-  /** Makespan (s) the emulator's block chooser predicted on `machine`, when it chose the blocks. */
+  /** Makespan (s) of the blocks predicted on `machine`; null when `blocks` were given without a `machine`. */
   readonly predictedSeconds: number | null;
 
   private constructor(
@@ -170,6 +174,8 @@ export class WebGpuTensorParallelLayer {
     const { layer, devices: N } = options;
     const algorithm = options.algorithm ?? 'ring';
     validateLayer(layer, N, algorithm);
+    if (options.blocks && options.granularity !== undefined)
+      throw new NpuConfigError('granularity', `got ${options.granularity} together with blocks [${options.blocks.join(', ')}]; granularity only steers the block chooser`, 'granularity without blocks, or blocks without granularity');
     if ((layer.batch ?? 1) !== 1) throw new NpuConfigError('layer.batch', `got ${layer.batch}`, '1 (run one sequence per layer call)');
     if (layer.hidden % 4 !== 0) throw new NpuConfigError('layer.hidden', `got ${layer.hidden}`, 'multiples of 4 (the AllReduce moves vec4s)');
     const S = layer.seqLen;
@@ -195,6 +201,8 @@ export class WebGpuTensorParallelLayer {
         throw new NpuConfigError('blocks', `a block starts at row ${start}, byte offset ${start * Hd * D * 4} into Q/O, not a multiple of ${align}`, `block starts that are multiples of ${align / gcd(align, Hd * D * 4)} rows`);
       start += b;
     }
+    // Given blocks and a machine: that machine's prediction for those blocks (the chooser's own cost model).
+    if (options.blocks && options.machine) predictedSeconds = pipelineMakespan(layerCostModel(machine, layer, N, algorithm), blocks) / machine.clockHz;
 
     const owner = 'npuEmu.tensorParallel';
     const storage = BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC;

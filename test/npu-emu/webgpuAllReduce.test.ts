@@ -10,6 +10,7 @@ import {
   cpuTensorParallelReference,
   layerCostModel,
   NpuConfigError,
+  pipelineMakespan,
   WebGpuTensorParallelLayer,
   type AllReduceAlgorithm,
   type LayerConfig,
@@ -110,5 +111,24 @@ describe('WebGPU tensor-parallel layer with tiling-AllReduce', async () => {
     expect(await err({ layer: { ...layer, hidden: 66 }, devices: 2 })).toBe('layer.hidden');
     expect(await err({ layer, devices: 2, blocks: [16, 8] })).toBe('blocks');
     expect(await err({ layer, devices: 2, blocks: [1, 31] })).toBe('blocks');
+    // granularity only steers the block chooser: with explicit blocks it would be ignored, so it is refused.
+    expect(await err({ layer, devices: 2, blocks: [16, 16], granularity: 16 })).toBe('granularity');
+  });
+
+  it('with explicit blocks, a given machine predicts their makespan; without one there is no prediction', async () => {
+    const layer: LayerConfig = { name: 't', hidden: 64, heads: 2, headDim: 32, seqLen: 32, causal: true };
+    const blocks = [16, 16];
+    // A slower link than the 910B's, so a prediction on the default machine would not pass for this one.
+    const machine = { ...ascend910B, sdma: { ...ascend910B.sdma, linkBytesPerSecond: ascend910B.sdma.linkBytesPerSecond / 10 } };
+    const expected = pipelineMakespan(layerCostModel(machine, layer, 2, 'ring'), blocks) / machine.clockHz;
+    const onDefault = pipelineMakespan(layerCostModel(ascend910B, layer, 2, 'ring'), blocks) / ascend910B.clockHz;
+    expect(expected).not.toBeCloseTo(onDefault, 9);
+    const tp = await WebGpuTensorParallelLayer.create(rt, { layer, devices: 2, blocks, machine, tile });
+    layers.push(tp);
+    expect(tp.blocks).toEqual(blocks);
+    expect(tp.predictedSeconds).toBeCloseTo(expected, 12);
+    const plain = await WebGpuTensorParallelLayer.create(rt, { layer, devices: 2, blocks, tile });
+    layers.push(plain);
+    expect(plain.predictedSeconds).toBeNull();
   });
 });
