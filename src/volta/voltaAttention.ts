@@ -71,7 +71,12 @@ export const VOLTA_CONFIG_CANDIDATES: readonly VoltaKernelConfig[] = [
  * as are what the kernel does not run: f16 storage, a sliding window, a paged
  * `cache`, and `checkF16Range: true`.
  */
-export interface VoltaAttentionOptions extends Omit<AttentionOptions, 'tile' | 'tier' | 'checkF16Range'> {
+export interface VoltaAttentionOptions extends Omit<AttentionOptions, 'tile' | 'tier' | 'checkF16Range' | 'dtype'> {
+  /**
+   * Storage type of Q/K/V/O: `f32` only (the default). `'f16'` does not compile;
+   * from JavaScript it is rejected with an `UnsupportedError` naming `dtype`.
+   */
+  dtype?: 'f32';
   /**
    * `false` or omitted: the kernel stores and computes in f32 and has no f16
    * range check (the fused prefill's f32 tier runs one with `checkF16Range: true`);

@@ -14,7 +14,7 @@ import {
 } from '../../src/volta/kernelTables.js';
 import { m8n8k4Element, QP_GRID_32x8, QP_GRID_16x16, quadpair, voltaFragment } from '../../src/volta/mmaLayouts.js';
 import { elementOffset } from '../../src/volta/smemPlanner.js';
-import { checkVoltaConfig, chooseVoltaConfig, VoltaAttention, voltaAttentionWgsl, voltaKernelSource, voltaWorkgroupBytes } from '../../src/volta/voltaAttention.js';
+import { checkVoltaConfig, chooseVoltaConfig, VoltaAttention, voltaAttentionWgsl, voltaKernelSource, voltaWorkgroupBytes, type VoltaAttentionOptions } from '../../src/volta/voltaAttention.js';
 import { rejects } from '../helpers/errors.js';
 import { sharedRuntime } from '../helpers/gpu.js';
 
@@ -118,10 +118,17 @@ describe('VoltaAttention validation', async () => {
       expect(e.allowed).toMatch(/^false or omitted/);
       expect(e.message).toContain(JSON.stringify(checkF16Range));
     }
-    expect((await rejects(VoltaAttention.create(rt, { ...base, dtype: 'f16' }), UnsupportedError, 'dtype')).allowed).toBe('f32');
+    // Cast: VoltaAttentionOptions.dtype is 'f32' only, so 'f16' does not compile; this checks the runtime refusal a JavaScript caller gets.
+    expect((await rejects(VoltaAttention.create(rt, { ...base, dtype: 'f16' } as never), UnsupportedError, 'dtype')).allowed).toBe('f32');
     await rejects(VoltaAttention.create(rt, { ...base, cache: {} } as never), UnsupportedError, 'cache');
     expect(rt.ledger.createdCount).toBe(buffers);
     expect(rt.pipelines.compiledCount).toBe(compiled);
+  });
+  it('types dtype as f32 only: f16 storage is a compile-time error (checked by tsc over test/)', () => {
+    const f32: VoltaAttentionOptions = { ...base, dtype: 'f32' };
+    // @ts-expect-error f16 storage is not read by the Volta kernel; tsc reports an unused directive if the type admits it again.
+    const f16: VoltaAttentionOptions = { ...base, dtype: 'f16' };
+    expect([f32.dtype, f16.dtype]).toEqual(['f32', 'f16']);
   });
   it('accepts checkF16Range: false (no check asked for, none run)', async () => {
     const op = await VoltaAttention.create(rt, { ...base, checkF16Range: false, config: { warps: 1, blockKV: 8 } });
