@@ -11,7 +11,14 @@ interface ExportEntry {
   import: string;
 }
 const root = new URL('../../', import.meta.url);
-const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { main: string; types: string; exports: Record<string, ExportEntry> };
+const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as {
+  main: string;
+  types: string;
+  bin: Record<string, string>;
+  files: string[];
+  scripts: Record<string, string>;
+  exports: Record<string, ExportEntry>;
+};
 
 /** What the documentation names, per subpath. A Node entry also carries everything of `base`. */
 const DOCUMENTED: Record<string, { names: string[]; base?: string }> = {
@@ -55,6 +62,14 @@ describe('package entries', () => {
     const bundles = subpaths.map((s) => pkg.exports[s].import);
     expect(new Set(bundles).size).toBe(bundles.length);
     expect([pkg.main, pkg.types]).toEqual([pkg.exports['.'].import, pkg.exports['.'].types]);
+  });
+
+  it('npm pack builds what it ships: prepack runs the build, and every file package.json points to is a build output under the shipped dist/', () => {
+    // dist/ is git-ignored, so without prepack a pack from a fresh checkout has no library, types, CLI or wasm.
+    expect(pkg.scripts.prepack).toBe('npm run build');
+    expect(pkg.files).toContain('dist');
+    const targets = [pkg.main, pkg.types, ...Object.values(pkg.bin), ...Object.values(pkg.exports).flatMap((e) => [e.types, e.import])];
+    for (const t of targets) expect(t, t).toMatch(/^\.\/dist\//);
   });
 
   it.each(Object.entries(DOCUMENTED))('%s exports what the documentation names', async (subpath, { names, base }) => {
