@@ -3,7 +3,7 @@
  * `fastattn`: the command-line face of the library.
  *   fastattn info                 adapter, features, limits, chosen tiles
  *   fastattn bench [options]      standard vs FastAttention, table or --json
- *   fastattn ablate [options]     the subgroup-matrix prefill timed whole and with parts taken out
+ *   fastattn ablate [options]     a prefill kernel (subgroup-matrix or f32 tier) timed whole and with parts taken out
  * Runs on the default adapter: the GPU when Vulkan finds one, otherwise the
  * SwiftShader software adapter (re-executing itself with its driver selected).
  */
@@ -21,16 +21,18 @@ import { adapterKey, mergeTuningTables, parseTuningTable, seqBucket, shapeClassK
 import type { AttentionDType } from './attention/problem.js';
 import { KERNEL_TIERS, type KernelTier } from './attention/tiers.js';
 import { formatBenchTable, runBench, type BenchCase, type BenchRow, type BenchVariant } from './bench/suite.js';
-import { formatAblationTable, runAblation } from './bench/ablation.js';
+import { ABLATION_TARGETS, formatAblationTable, runAblation, type AblationTier } from './bench/ablation.js';
+import type { MatrixTileConfig } from './tiling/matrixTile.js';
 
 const USAGE = `usage: fastattn <info|check|bench|tune|ablate> [options]
   tune [--seq ..] [--dim ..] [--dtype f32,f16] [--causal both] [--heads N] [--tiers subgroup-matrix,f16,f32] --out FILE
                          time every (tier, tile) per shape class on this adapter; write the winners as JSON
   merge-tuning BASE.json UPDATE.json --out FILE
                          BASE with UPDATE's shape classes replaced (no GPU needed)
-  ablate [--seq 4096] [--dim 128] [--heads 32] [--causal false] [--samples N] [--peaks FILE] [--out FILE]
-                         where the subgroup-matrix prefill's time goes: the kernel timed whole and
-                         with parts taken out (softmax, K/V loads, K/V stores, barriers), same run
+  ablate [--tier subgroup-matrix|f32] [--tile ..] [--seq 4096] [--dim 128] [--heads 32] [--causal false] [--samples N] [--peaks FILE] [--out FILE]
+                         where a prefill kernel's time goes: the kernel timed whole and with parts
+                         taken out (softmax, operand loads, K/V staging, barriers), same run; --tile is
+                         Q,KV,SUBGROUPS (subgroup-matrix) or Q,KV,TM,C,CHUNK,STAGES (f32)
   info                   adapter, features, limits and default tiles (JSON)
   check [--cases N] [--dtype f32|f16] [--tier subgroup-matrix|f16|f32]
                          random problems vs the float64 CPU reference
@@ -56,6 +58,14 @@ function list(s: string | undefined, fallback: number[]): number[] {
 function writeResults(out: string, command: string, report: object, table: string): void {
   writeFileSync(out, `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(out.replace(/\.json$/, '') + '.md', `# fastattn ${command}\n\n\`\`\`text\n${table}\n\`\`\`\n`);
+}
+
+/** `--tile`: Q,KV,SUBGROUPS (a subgroup-matrix tile) or Q,KV,TM,C,CHUNK,STAGES (a vector tile); the operator checks the values. */
+function parseTile(text: string): TileConfig | MatrixTileConfig {
+  const n = text.split(',').map(Number);
+  if (n.length === 3) return { blockQ: n[0], blockKV: n[1], subgroups: n[2] };
+  if (n.length === 6) return { blockQ: n[0], blockKV: n[1], rowsPerThread: n[2], threadsPerRow: n[3], chunk: n[4], kvStages: n[5] as 1 | 2 };
+  throw new Error(`--tile ${text}: Q,KV,SUBGROUPS or Q,KV,TM,C,CHUNK,STAGES`);
 }
 
 function measureCeilings(script: string): Record<string, unknown> {
@@ -166,8 +176,12 @@ async function main(): Promise<number> {
   }
   if (command === 'ablate') {
     const started = new Date().toISOString();
+    const tier = (values.tier ?? 'subgroup-matrix') as AblationTier;
+    if (!(tier in ABLATION_TARGETS)) throw new Error(`ablate --tier ${tier}: allowed ${Object.keys(ABLATION_TARGETS).join(', ')}`);
     const shape = { batch: Number(values.batch ?? 1), heads: Number(values.heads ?? 32), seq: list(values.seq, [4096])[0], headDim: list(values.dim, [128])[0], causal: values.causal === 'true' };
     const report = await runAblation(rt, {
+      tier,
+      tile: values.tile ? parseTile(values.tile) : undefined,
       shape,
       samples: values.samples ? Number(values.samples) : undefined,
       ceilings,
@@ -191,8 +205,9 @@ async function main(): Promise<number> {
   const variants = values.variants.split(',') as BenchVariant[];
   let tile: TileConfig | undefined;
   if (values.tile) {
-    const [blockQ, blockKV, rowsPerThread, threadsPerRow, chunk, kvStages] = values.tile.split(',').map(Number);
-    tile = { blockQ, blockKV, rowsPerThread, threadsPerRow, chunk, kvStages: kvStages as 1 | 2 };
+    const parsed = parseTile(values.tile);
+    if ('subgroups' in parsed) throw new Error(`bench --tile ${values.tile}: a vector tile Q,KV,TM,C,CHUNK,STAGES`);
+    tile = parsed;
   }
   const slug = `${caps.adapter.vendor}-${caps.adapter.architecture || caps.adapter.device}`.replace(/[^A-Za-z0-9_.-]+/g, '_');
   const started = new Date().toISOString();

@@ -43,6 +43,14 @@ export const IMPLEMENTED_TIERS: ReadonlySet<KernelTier> = new Set<KernelTier>(['
 export const flashAttentionPrefillKernel: KernelSource = { name: 'flashAttentionPrefill', code: prefillWgsl };
 export const flashAttentionPrefillMatrixKernel: KernelSource = { name: 'flashAttentionPrefillSubgroupMatrix', code: prefillMatrixWgsl };
 
+/** The kernel file each tier family compiles: `vector` for the f32 and f16 tiers, `matrix` for the subgroup-matrix tier. */
+export interface PrefillKernelSources {
+  vector: KernelSource;
+  matrix: KernelSource;
+}
+
+export const PREFILL_KERNELS: PrefillKernelSources = { vector: flashAttentionPrefillKernel, matrix: flashAttentionPrefillMatrixKernel };
+
 /**
  * Most pool buffers of a paged cache the prefill reads: pools 0 and 1 are bound
  * where contiguous K and V are, which keeps every prefill pipeline within the
@@ -138,6 +146,7 @@ function planVectorKernel(
   requested: AttentionOptions['tile'],
   cache: PagedKvCache | undefined,
   checkF16: boolean,
+  source: KernelSource,
 ): KernelPlan {
   const sliceBytes = tier === 'f32' ? 4 : 2;
   const limits = runtime.tileLimits;
@@ -145,7 +154,7 @@ function planVectorKernel(
   const tile = requested ?? chooseTileConfig(problem.headDim, limits, TILE_CANDIDATES, sliceBytes);
   const geometry = checkTileConfig(tile, problem.headDim, limits, sliceBytes);
   return {
-    source: flashAttentionPrefillKernel,
+    source,
     consts: vectorKernelConsts(problem.headDim, tile, geometry.maskBlock, cache, checkF16),
     unroll: vectorKernelCounts(tile, problem.headDim),
     types: {
@@ -246,11 +255,11 @@ export class FlashAttentionPrefill {
 
   /**
    * Validate the problem and the tile configuration against the device, then
-   * compile (or fetch from cache) the specialized pipeline. `matrixKernel`
-   * replaces the subgroup-matrix kernel file: only the ablation benchmark
-   * (src/bench/ablation.ts) passes one, a variant of that file under a name of its own.
+   * compile (or fetch from cache) the specialized pipeline. `sources`
+   * replaces the kernel files: only the ablation benchmark (src/bench/ablation.ts)
+   * passes it, with a variant of one file under a name of its own.
    */
-  static async create(runtime: FastAttentionRuntime, options: AttentionOptions, matrixKernel: KernelSource = flashAttentionPrefillMatrixKernel): Promise<FlashAttentionPrefill> {
+  static async create(runtime: FastAttentionRuntime, options: AttentionOptions, sources: PrefillKernelSources = PREFILL_KERNELS): Promise<FlashAttentionPrefill> {
     runtime.assertAlive();
     const problem = normalizeProblem(options, true);
     const cache = options.cache;
@@ -271,7 +280,9 @@ export class FlashAttentionPrefill {
     // Tiers that keep f16 slices round every staged value to f16; the f32 tier checks only when asked.
     const checkF16 = choice.tier !== 'f32' || options.checkF16Range === true;
     const plan =
-      choice.tier === 'subgroup-matrix' ? planMatrixKernel(runtime, problem, tile, cache, matrixKernel) : planVectorKernel(runtime, problem, choice.tier, tile, cache, checkF16);
+      choice.tier === 'subgroup-matrix'
+        ? planMatrixKernel(runtime, problem, tile, cache, sources.matrix)
+        : planVectorKernel(runtime, problem, choice.tier, tile, cache, checkF16, sources.vector);
     const maxGroups = runtime.capabilities.limits.maxComputeWorkgroupsPerDimension;
     const grid = prefillGrid(problem, plan.tile.blockQ);
     grid.groups.forEach((g, i) => {

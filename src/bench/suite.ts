@@ -161,13 +161,14 @@ export async function runBench(rt: FastAttentionRuntime, options: BenchOptions):
   return { adapter: caps.adapter, features: caps.features, date: new Date().toISOString(), ceilings: options.ceilings ?? null, rows };
 }
 
-/** The table `fastattn bench` prints. */
-function tileLabel(t: TileConfig | MatrixTileConfig | null): string {
+/** A tile as the tables print it: `64x64 4x16 c32 s1` (vector tiers) or `128x32 8 subgroups`. */
+export function tileLabel(t: TileConfig | MatrixTileConfig | null): string {
   if (!t) return '-';
   if ('subgroups' in t) return `${t.blockQ}x${t.blockKV} ${t.subgroups} subgroups`;
   return `${t.blockQ}x${t.blockKV} ${t.rowsPerThread}x${t.threadsPerRow} c${t.chunk} s${t.kvStages}`;
 }
 
+/** The table `fastattn bench` prints. */
 export function formatBenchTable(report: BenchReport): string {
   const head = ['variant', 'shape', 'tile', 'ms (median)', 'TFLOP/s', 'speedup vs standard', '% of ceiling'];
   const body = report.rows.map((r) => [
