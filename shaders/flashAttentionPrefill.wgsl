@@ -257,7 +257,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) groups: vec3u
   let rv = rowGroup * ROW4;
 
   // Key blocks outside [firstBlock, endBlock) are empty for every row of this block.
-  let range = keyBlockRange(qStart, rows, kvLen, offset);
+  let mp = maskParams();
+  let range = keyBlockRange(mp, qStart, rows, kvLen, offset);
   let firstBlock = range.x;
   let endBlock = range.y;
 
@@ -336,7 +337,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) groups: vec3u
     }
 
     // ---- tiling-mask: full blocks skip this; partial ones OR their M-mask windows ----
-    let edges = blockEdges(qStart, rows, kStart, kvLen, offset);
+    let edges = blockEdges(mp, qStart, rows, kStart, kvLen, offset);
     if (edges.partial) {
       //#for i in ROWS_PER_THREAD
       //#for j in COLS_PER_THREAD

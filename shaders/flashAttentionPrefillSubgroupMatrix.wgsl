@@ -173,6 +173,7 @@ fn main(
   let qSeq = params.qSeq / 2u;
   let kSeq = params.kSeq / 2u;
   let vSeq = params.vSeq / 2u;
+  let scaleLog2 = params.scaleLog2;
   let sRow = sg * 16u * S_PITCH;
   let pRow = sg * 16u * P_PITCH;
   // This invocation's half row in the S scratch and in P; its 8 columns of a 16-column O tile.
@@ -185,7 +186,8 @@ fn main(
   let rot = lane / 2u;
   let oAt = myRow * S_PITCH + half * 8u;
 
-  let range = keyBlockRange(qStart, rows, kvLen, offset);
+  let mp = maskParams();
+  let range = keyBlockRange(mp, qStart, rows, kvLen, offset);
   // Software pipelining: a span's K/V words are loaded into registers one span
   // ahead, so the global loads are in flight while the previous span computes.
   //#for i in WORDS_PER_THREAD
@@ -261,10 +263,10 @@ fn main(
 
     // Softmax for this invocation's half row. A row moves its max (and must
     // rescale its O and l) only when the span's max exceeds it by RESCALE_LOG2.
-    let edges = blockEdges(qStart, rows, kStart, kvLen, offset);
+    let edges = blockEdges(mp, qStart, rows, kStart, kvLen, offset);
     // All loads first, then one masking branch: a branch per element kept the loads from overlapping.
     //#for j in HALF_KV
-    var s{j} = sTile[sAt + ({j}u + rot) % HALF_KV] * params.scaleLog2;
+    var s{j} = sTile[sAt + ({j}u + rot) % HALF_KV] * scaleLog2;
     //#endfor
     if (!rowValid || edges.partial) {
       //#for j in HALF_KV

@@ -3,17 +3,29 @@
 // arithmetic. Needs, from the including kernel: `params` (struct Params of
 // prefillParams.wgsl), `mMask`, and the consts BLOCK_KV and MASK_BLOCK.
 
+// The mask's parameters, read from `params` once per invocation: read there per key
+// block, they were storage loads on the path from each span's barrier to its softmax.
+struct MaskParams {
+  causal: bool,
+  hasWindow: bool,
+  window: i32,
+}
+
+fn maskParams() -> MaskParams {
+  return MaskParams(params.causal != 0u, params.hasWindow != 0u, i32(params.window));
+}
+
 const EDGE_NONE: i32 = 0;
 const EDGE_CROSS: i32 = 1;
 const MASK_WIDTH: u32 = 3u * MASK_BLOCK;
 
 // The key blocks [x, y) a query block must visit: every block outside is empty
 // for all of its rows, every block inside has at least one allowed key.
-fn keyBlockRange(qStart: u32, rows: u32, kvLen: u32, offset: i32) -> vec2u {
+fn keyBlockRange(mp: MaskParams, qStart: u32, rows: u32, kvLen: u32, offset: i32) -> vec2u {
   var kBegin = 0;
   var kEnd = i32(kvLen);
-  if (params.causal != 0u) { kEnd = min(kEnd, i32(qStart + rows) + offset); }
-  if (params.hasWindow != 0u) { kBegin = max(0, i32(qStart) + offset - i32(params.window) + 1); }
+  if (mp.causal) { kEnd = min(kEnd, i32(qStart + rows) + offset); }
+  if (mp.hasWindow) { kBegin = max(0, i32(qStart) + offset - mp.window + 1); }
   if (kEnd <= kBegin) { return vec2u(0u, 0u); }
   return vec2u(u32(kBegin) / BLOCK_KV, (u32(kEnd) + BLOCK_KV - 1u) / BLOCK_KV);
 }
@@ -42,13 +54,13 @@ struct BlockEdges {
   partial: bool,
 }
 
-fn blockEdges(qStart: u32, rows: u32, kStart: u32, kvLen: u32, offset: i32) -> BlockEdges {
+fn blockEdges(mp: MaskParams, qStart: u32, rows: u32, kStart: u32, kvLen: u32, offset: i32) -> BlockEdges {
   var e: BlockEdges;
   e.len = classifyEdge(0, true, i32(kvLen) - 1, i32(qStart), i32(rows), i32(kStart));
   e.causal = vec2i(EDGE_NONE, 0);
   e.window = vec2i(EDGE_NONE, 0);
-  if (params.causal != 0u) { e.causal = classifyEdge(1, true, offset, i32(qStart), i32(rows), i32(kStart)); }
-  if (params.hasWindow != 0u) { e.window = classifyEdge(1, false, offset - i32(params.window) + 1, i32(qStart), i32(rows), i32(kStart)); }
+  if (mp.causal) { e.causal = classifyEdge(1, true, offset, i32(qStart), i32(rows), i32(kStart)); }
+  if (mp.hasWindow) { e.window = classifyEdge(1, false, offset - mp.window + 1, i32(qStart), i32(rows), i32(kStart)); }
   e.partial = e.len.x == EDGE_CROSS || e.causal.x == EDGE_CROSS || e.window.x == EDGE_CROSS;
   return e;
 }
