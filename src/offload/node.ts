@@ -33,7 +33,7 @@ export const nodeWorkerSpawner: WorkerSpawner = (init, mainSource) => {
   return { ready, terminate: () => void worker?.terminate() };
 };
 
-/** Where `npm run build:wasm` (asm/build.mjs) writes the offload module, relative to the package root; shipped under `files: ["dist"]`. */
+/** Where `npm run build:wasm` (asm/build.mjs) writes the offload module, relative to the package root; shipped under `files: ["dist/wasm"]`. */
 export const OFFLOAD_WASM_PATH = 'dist/wasm/offload.wasm';
 const PACKAGE_NAME = 'fastattention-webgpu';
 
