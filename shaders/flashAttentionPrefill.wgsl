@@ -53,9 +53,9 @@
 //
 // Loops over register arrays are #for blocks, unrolled by the pipeline cache (src/runtime/wgslUnroll.ts;
 // counts: vectorKernelCounts in src/tiling/tileConfig.ts): the H100 driver kept loop-indexed arrays in memory.
-// So are the steps within a slice (CHUNK4 head-dim steps of Q·Kᵀ, CHUNK keys of P·V): the kernel is bound by
-// its workgroup-memory loads, and unrolled the driver issues the next step's loads before this step's FMAs
-// (H100, f32, S4096 D128: 21.7 → 24.4 TFLOP/s).
+// So are the steps within a slice (CHUNK4 head-dim steps of Q·Kᵀ, CHUNK keys of P·V): unrolled, the driver
+// can issue the next step's workgroup-memory loads before this step's FMAs (H100, f32, S4096 D128:
+// 21.7 → 24.4 TFLOP/s).
 //
 // The constants and type aliases are defaults; src/runtime/wgsl.ts specializes
 // them per pipeline. Tiers: Store4 is the element type in storage (vec4<f32> or,
