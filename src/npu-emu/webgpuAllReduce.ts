@@ -185,10 +185,13 @@ export class WebGpuTensorParallelLayer {
     const machine = options.machine ?? ascend910B;
     let blocks: number[];
     let predictedSeconds: number | null = null;
+    const costs = layerCostModel(machine, layer, N, algorithm);
     if (options.blocks) {
       blocks = [...options.blocks];
+      // Given blocks and a machine: that machine's prediction for them (as simulateTilingAllReduce gives); without a machine, none.
+      if (options.machine) predictedSeconds = pipelineMakespan(costs, blocks) / machine.clockHz;
     } else {
-      const chosen = chooseBlocks(layerCostModel(machine, layer, N, algorithm), S, options.granularity ?? ROW_BLOCK);
+      const chosen = chooseBlocks(costs, S, options.granularity ?? ROW_BLOCK);
       blocks = chosen.blocks;
       predictedSeconds = chosen.makespan / machine.clockHz;
     }
@@ -201,8 +204,6 @@ export class WebGpuTensorParallelLayer {
         throw new NpuConfigError('blocks', `a block starts at row ${start}, byte offset ${start * Hd * D * 4} into Q/O, not a multiple of ${align}`, `block starts that are multiples of ${align / gcd(align, Hd * D * 4)} rows`);
       start += b;
     }
-    // Given blocks and a machine: that machine's prediction for those blocks (the chooser's own cost model).
-    if (options.blocks && options.machine) predictedSeconds = pipelineMakespan(layerCostModel(machine, layer, N, algorithm), blocks) / machine.clockHz;
 
     const owner = 'npuEmu.tensorParallel';
     const storage = BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC;
